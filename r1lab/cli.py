@@ -1,0 +1,60 @@
+"""`r1lab` console script: a Hydra app that runs a recipe.
+
+    r1lab recipe=r1_countdown_tiny
+    r1lab recipe=r1_countdown_tiny stages.grpo.lr=1e-6
+    r1lab -m recipe=r1_countdown_tiny stages.grpo.loss.reduction=seq_mean_token_mean,token_mean
+    r1lab recipe=r1_countdown_tiny resume=outputs/r1_countdown_tiny/<timestamp>
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from r1lab.config.store import register_configs
+
+CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
+USER_ERRORS = (ValueError, FileNotFoundError, KeyError)
+
+
+def fail(err: BaseException) -> None:
+    if os.environ.get("R1LAB_TRACEBACK") == "1":
+        raise err
+    msg = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+    print(f"r1lab: error: {msg}\n(set R1LAB_TRACEBACK=1 for the traceback)", file=sys.stderr)
+    sys.exit(2)
+
+
+def run(cfg: DictConfig) -> None:
+    from r1lab.config.validate import validate
+
+    try:
+        typed, stages = validate(cfg)
+        if typed.resume:
+            run_dir = Path(typed.resume)
+            if not (run_dir / "config.yaml").exists():
+                raise FileNotFoundError(f"resume={typed.resume}: not a run directory (no config.yaml there)")
+        elif typed.run_dir:
+            run_dir = Path(typed.run_dir)
+        else:
+            run_dir = Path(HydraConfig.get().runtime.output_dir)
+        from r1lab.pipeline import run_pipeline
+
+        run_pipeline(typed, stages, run_dir, OmegaConf.to_yaml(cfg, resolve=True))
+    except USER_ERRORS as err:
+        fail(err)
+
+
+def main() -> None:
+    os.environ.setdefault("WANDB_MODE", "offline")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    register_configs()
+    hydra.main(config_path=CONFIG_DIR, config_name="config", version_base=None)(run)()
+
+
+if __name__ == "__main__":
+    main()

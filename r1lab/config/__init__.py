@@ -1,0 +1,1 @@
+"""Typed config: schemas, Hydra registration, validation."""

@@ -1,0 +1,189 @@
+"""Typed configuration: the one place where every option is declared, with its unit.
+
+YAML files in ``configs/`` and ``recipes/`` hold values; these dataclasses hold the schema.
+Hydra merges YAML onto the root schema, so a typo'd key or a wrong type in ``model``, ``task``,
+``engine``, ``tracking`` or ``eval`` fails at start-up. Stages are a mapping of stage name to
+stage config whose schema depends on its ``kind``; ``r1lab.config.validate`` checks each one
+against ``STAGE_SCHEMAS`` before anything runs.
+
+Batch sizes have one meaning each: ``prompts_per_step`` / ``batch_size`` are global (all ranks),
+``micro_batch_per_device`` is per process; accumulation steps are derived, never configured.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from omegaconf import MISSING
+
+from r1lab.algorithms.advantages import AdvantageConfig
+from r1lab.algorithms.kl import KLConfig
+from r1lab.algorithms.policy_loss import PolicyLossConfig
+
+
+@dataclass
+class TinyModelConfig:
+    """A small model built from config, with a character-level tokenizer made locally."""
+
+    architecture: str = "llama"  # llama | qwen2
+    hidden_size: int = 128  # width of the residual stream
+    num_layers: int = 4
+    num_heads: int = 4
+    num_kv_heads: int = 4  # < num_heads gives grouped-query attention
+    intermediate_size: int = 384  # MLP width
+    max_position_embeddings: int = 512  # longest sequence, in tokens (= characters)
+    init_seed: int = 0  # seed of the random initialisation
+
+
+@dataclass
+class ModelConfig:
+    name_or_path: str = MISSING  # hub id, local path, or "tiny" (built from `tiny`)
+    tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
+    template: str = "r1_zero"  # prompt template: r1_zero | r1_zero_short | chat | none
+    trust_remote_code: bool = False  # run code shipped with a hub model; off unless asked
+    dtype: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16 | float16
+    revision: Optional[str] = None  # hub revision (branch, tag or commit)
+
+
+@dataclass
+class CountdownTaskConfig:
+    num_train: int = 20000  # training problems
+    num_test: int = 500  # held-out problems, disjoint from train
+    num_test_hard: int = 200  # out-of-distribution problems with `hard_num_numbers` numbers
+    num_numbers: int = 3  # numbers per problem
+    hard_num_numbers: int = 4
+    number_min: int = 1
+    number_max: int = 9
+    target_min: int = 1
+    target_max: int = 99
+    seed: int = 0  # seed of the problem generator (the test split depends only on it)
+
+
+@dataclass
+class TaskConfig:
+    name: str = "countdown"  # countdown | math
+    question_style: str = "full"  # countdown: full (TinyZero wording) | short (for char-level models)
+    train_file: Optional[str] = None  # jsonl/parquet of problems instead of generated ones
+    test_file: Optional[str] = None  # jsonl/parquet held-out problems
+    answer_tag: bool = False  # math: read the answer from <answer> instead of \boxed{}
+    countdown: CountdownTaskConfig = field(default_factory=CountdownTaskConfig)
+
+
+@dataclass
+class EngineConfig:
+    """DeepSpeed settings. `r1lab.engine` is the only module that reads them."""
+
+    zero_stage: int = 0  # 0 (plain DDP), 1, 2 or 3
+    precision: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | fp32 | bf16
+    offload_optimizer: bool = False  # ZeRO optimizer state in CPU memory (compiles cpu_adam once)
+    gradient_checkpointing: bool = False  # recompute activations in backward to save memory
+    cpu_shm_allreduce: bool = False  # CPU only: DeepSpeed's shared-memory allreduce (4-min JIT build)
+    num_threads: int = 0  # CPU only: torch threads per process; 0 = leave torch's default
+
+
+@dataclass
+class WandbConfig:
+    mode: str = "offline"  # offline | online | disabled; online needs WANDB_API_KEY or `wandb login`
+    project: str = "r1lab"
+    entity: Optional[str] = None
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class TrackingConfig:
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+    log_every: int = 1  # optimizer steps between metric records
+    progress_bar: bool = True  # tqdm bar with steps, ETA and the latest reward
+
+
+@dataclass
+class EvalConfig:
+    """Held-out evaluation run after every stage (and on the starting model)."""
+
+    split: str = "test"  # task split to evaluate on
+    num_problems: int = 500  # 0 = the whole split
+    samples: int = 8  # k samples per problem for sampled accuracy (R1's pass@1) and pass@k
+    temperature: float = 1.0  # sampling temperature of the k samples
+    top_p: float = 1.0
+    max_new_tokens: int = 256  # longest response, in tokens
+    batch_size: int = 256  # sequences generated together
+    initial: bool = True  # also evaluate the starting model
+
+
+@dataclass
+class StageConfig:
+    """Fields every stage has."""
+
+    kind: str = MISSING  # sft | grpo
+    model: Optional[str] = None  # start from this model instead of the previous stage's checkpoint
+    seed: int = 0
+    lr: float = 1e-5  # peak learning rate
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.0  # fraction of the optimizer steps spent warming up linearly
+    schedule: str = "cosine"  # cosine | linear | constant (after warmup)
+    min_lr_ratio: float = 0.0  # final lr as a fraction of the peak
+    max_grad_norm: float = 1.0  # gradient clipping; 0 = off
+    micro_batch_per_device: int = 8  # sequences per forward/backward on one process
+    save_every: int = 0  # optimizer steps between resumable checkpoints; 0 = only at the end
+    keep_checkpoints: int = 2  # resumable checkpoints kept (the newest)
+
+
+@dataclass
+class SFTStageConfig(StageConfig):
+    kind: str = "sft"
+    data: str = "traces"  # traces (solver-written cold-start traces of the task) | path to jsonl/parquet
+    num_examples: int = 0  # 0 = all; else the first N examples
+    steps: int = 0  # optimizer steps; 0 = derived from `epochs`
+    epochs: float = 1.0
+    batch_size: int = 64  # global sequences per optimizer step
+    max_length: int = 512  # tokens per sequence (prompt + response); longer ones are truncated
+    packing: bool = False  # concatenate examples into max_length rows instead of padding
+    trace_behaviours: bool = True  # traces: show search, dead ends and verification
+    trace_wrong_answer_rate: float = 0.0  # traces: fraction with a wrong final answer (priming ablation)
+
+
+@dataclass
+class GRPOLossConfig(PolicyLossConfig):
+    """The policy loss (``name``: clipped | gspo | vanilla_pg, with its clip range) and how the
+    per-token losses of a step are reduced to one number."""
+
+    reduction: str = "seq_mean_token_mean"  # seq_mean_token_mean (GRPO) | token_mean (DAPO) | seq_mean_token_sum_norm (Dr. GRPO)
+
+
+@dataclass
+class GRPOStageConfig(StageConfig):
+    kind: str = "grpo"
+    steps: int = 100  # optimizer steps (one rollout batch each, times updates_per_batch)
+    prompts_per_step: int = 32  # global prompts per rollout batch
+    samples_per_prompt: int = 8  # group size G
+    updates_per_batch: int = 1  # mu: optimizer steps per rollout batch
+    max_new_tokens: int = 256  # longest completion, in tokens
+    temperature: float = 1.0
+    top_p: float = 1.0
+    rewards: dict[str, float] = field(default_factory=lambda: {"countdown": 1.0})
+    advantage: AdvantageConfig = field(default_factory=AdvantageConfig)
+    loss: GRPOLossConfig = field(default_factory=GRPOLossConfig)
+    kl: KLConfig = field(default_factory=KLConfig)
+    format_gate: bool = False  # every reward counts only in a response with R1's strict tag format
+    overlong: str = "none"  # completions cut at max_new_tokens: none (train on them) | mask (no loss)
+    entropy_coef: float = 0.0  # entropy bonus coefficient (0 = logged only)
+    logprob_chunk: int = 1024  # positions per chunk when computing log-probs (bounds logits memory)
+
+
+STAGE_SCHEMAS: dict[str, type] = {"sft": SFTStageConfig, "grpo": GRPOStageConfig}
+
+
+@dataclass
+class RunConfig:
+    """The root config: one pipeline run."""
+
+    name: str = MISSING  # recipe name; run directory is outputs/<name>/<timestamp>/
+    seed: int = 0
+    resume: Optional[str] = None  # a run directory to resume: finished stages are skipped
+    run_dir: Optional[str] = None  # where to write; default: Hydra's output directory
+    model: ModelConfig = field(default_factory=ModelConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    stages: dict[str, Any] = field(default_factory=dict)  # stage name -> stage config, in order

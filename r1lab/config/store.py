@@ -1,0 +1,26 @@
+"""Register the schemas with Hydra's ConfigStore, so YAML is merged onto typed nodes."""
+from __future__ import annotations
+
+from hydra.core.config_store import ConfigStore
+
+from r1lab.config.schema import (
+    STAGE_SCHEMAS,
+    EngineConfig,
+    EvalConfig,
+    ModelConfig,
+    RunConfig,
+    TaskConfig,
+    TrackingConfig,
+)
+
+
+def register_configs() -> None:
+    cs = ConfigStore.instance()
+    cs.store(name="r1lab_schema", node=RunConfig)
+    cs.store(group="model", name="model_schema", node=ModelConfig)
+    cs.store(group="task", name="task_schema", node=TaskConfig)
+    cs.store(group="engine", name="engine_schema", node=EngineConfig)
+    cs.store(group="tracking", name="tracking_schema", node=TrackingConfig)
+    cs.store(group="eval", name="eval_schema", node=EvalConfig)
+    for kind, schema in STAGE_SCHEMAS.items():
+        cs.store(group="stage_schema", name=kind, node=schema)

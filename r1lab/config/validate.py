@@ -1,0 +1,83 @@
+"""Start-up validation: turn the composed config into typed objects or fail with one line."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from r1lab.config.schema import STAGE_SCHEMAS, RunConfig, StageConfig
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work; the message names the field and the fix."""
+
+
+@dataclass
+class Stage:
+    index: int  # position in the pipeline, from 1
+    name: str  # key under `stages`
+    cfg: Any  # the typed stage config (SFTStageConfig, GRPOStageConfig, ...)
+
+    @property
+    def dirname(self) -> str:
+        return f"{self.index:02d}-{self.name}"
+
+
+def typed_stage(name: str, raw: Any) -> StageConfig:
+    """Merge one stage's YAML onto the schema of its kind; unknown keys and bad types fail."""
+    if not isinstance(raw, (dict, DictConfig)):
+        raise ConfigError(f"stages.{name} must be a mapping with a `kind`, got {raw!r}")
+    kind = raw.get("kind")
+    if kind not in STAGE_SCHEMAS:
+        raise ConfigError(
+            f"stages.{name}.kind={kind!r} is not a stage kind; valid kinds: {', '.join(STAGE_SCHEMAS)}"
+        )
+    schema = OmegaConf.structured(STAGE_SCHEMAS[kind])
+    try:
+        merged = OmegaConf.merge(schema, raw)
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None) or getattr(err, "key", None)
+        raise ConfigError(f"stages.{name}: {err.msg if hasattr(err, 'msg') else err} (key: {key})") from None
+    return OmegaConf.to_object(merged)
+
+
+def check_stage(name: str, cfg: Any) -> None:
+    if getattr(cfg, "micro_batch_per_device", 1) < 1:
+        raise ConfigError(f"stages.{name}.micro_batch_per_device must be >= 1")
+    if cfg.kind == "grpo":
+        if cfg.samples_per_prompt < 2:
+            raise ConfigError(
+                f"stages.{name}.samples_per_prompt={cfg.samples_per_prompt}: GRPO needs groups of at least 2"
+            )
+        if cfg.prompts_per_step < 1 or cfg.steps < 0 or cfg.updates_per_batch < 1:
+            raise ConfigError(f"stages.{name}: prompts_per_step, updates_per_batch must be >= 1, steps >= 0")
+        if not cfg.rewards:
+            raise ConfigError(f"stages.{name}.rewards is empty; e.g. rewards: {{countdown: 1.0}}")
+    if cfg.schedule not in ("cosine", "linear", "constant"):
+        raise ConfigError(f"stages.{name}.schedule={cfg.schedule!r}; valid: cosine, linear, constant")
+
+
+def validate(cfg: DictConfig) -> tuple[RunConfig, list[Stage]]:
+    """Check the whole config; return the typed run config and the ordered stages."""
+    raw_stages = OmegaConf.to_container(cfg.stages, resolve=True) if cfg.stages is not None else {}
+    stages = []
+    for i, (name, raw) in enumerate(raw_stages.items(), start=1):
+        if raw is None:  # `stages.grpo=null` removes a stage from a recipe
+            continue
+        typed = typed_stage(name, raw)
+        check_stage(name, typed)
+        stages.append(Stage(index=len(stages) + 1, name=name, cfg=typed))
+    if not stages:
+        raise ConfigError("the recipe has no stages; add some under `stages:` (see recipes/)")
+    run = OmegaConf.to_object(cfg)
+    from r1lab.models.templates import TEMPLATES
+
+    if run.model.template not in TEMPLATES:
+        raise ConfigError(f"model.template={run.model.template!r}; valid: {', '.join(TEMPLATES)}")
+    if run.task.name not in ("countdown", "math"):
+        raise ConfigError(f"task.name={run.task.name!r}; valid: countdown, math")
+    if run.eval.samples < 1:
+        raise ConfigError("eval.samples must be >= 1")
+    return run, stages

@@ -1,0 +1,446 @@
+"""The Countdown task: exact solver, problem generator, splits and question text.
+
+A Countdown problem gives a few integers and a target; the answer is an arithmetic expression
+over ``+ - * /`` and parentheses that uses every number exactly once and equals the target
+exactly (division is exact, rational: ``7/2`` is 3.5, not 3). This is the task TinyZero used
+to reproduce DeepSeek-R1-Zero's "aha" behaviour at small scale.
+
+A problem row, as a ``datasets.Dataset`` row::
+
+    {"id": "cd3-3_5_7-22", "numbers": [3, 5, 7], "target": 22, "solution": "3*5+7"}
+
+Choices made here (and why):
+
+* **Solvable only.** Targets are drawn from the integers the numbers can actually reach, so every
+  problem has at least one answer and ``solution`` holds one.
+* **Target uniform over reachable targets.** Given the drawn numbers, the target is uniform over
+  the reachable integers in ``target_range``. Drawing a target uniformly from the range and
+  rejecting unreachable ones would instead over-sample number sets that reach many targets.
+* **No trivial targets.** A target equal to one of the numbers is never drawn: a model could
+  answer it by copying a number, and such problems mostly test the "use every number" rule.
+* **Sampled with replacement.** With 3 numbers in 1..9 and targets in 1..99 there are only
+  1,925 distinct problems (9,272 counting the order the numbers are shown in), so a large train
+  split repeats problems. ``unique=True`` forbids repeats (the test splits use it).
+* **Problem key** ``(sorted numbers, target)``: two rows with the same key are the same problem,
+  whatever order the numbers are shown in. Held-out splits are disjoint from train by this key.
+"""
+from __future__ import annotations
+
+import random
+import re
+from fractions import Fraction
+from functools import lru_cache
+from typing import Iterable, Sequence, Union
+
+from datasets import Dataset, Features, List, Value
+
+Number = Union[int, Fraction]  # ints whenever the value is integral, so dict keys and output stay simple
+ProblemKey = tuple[tuple[int, ...], int]
+
+FEATURES = Features(
+    {
+        "id": Value("string"),
+        "numbers": List(Value("int64")),
+        "target": Value("int64"),
+        "solution": Value("string"),
+    }
+)
+
+QUESTION_STYLES = ("short", "full")
+
+# An entry of a value map: (unclean, length, text, top operator). Tuples compare in that order,
+# which is the canonical preference: expressions whose intermediate values are all non-negative
+# integers first, then shorter, then lexicographically smaller text.
+_Entry = tuple[bool, int, str, str]
+_PREC = {"": 3, "+": 1, "-": 1, "*": 2, "/": 2}
+
+
+# ----------------------------------------------------------------------------------------------
+# Expression building and evaluation
+# ----------------------------------------------------------------------------------------------
+
+
+def apply_op(a: Number, op: str, b: Number) -> Number | None:
+    """``a op b`` in exact rational arithmetic; ``None`` for division by zero.
+
+    >>> apply_op(7, "/", 2), apply_op(6, "/", 3), apply_op(1, "/", 0)
+    (Fraction(7, 2), 2, None)
+    """
+    if op == "+":
+        v = a + b
+    elif op == "-":
+        v = a - b
+    elif op == "*":
+        v = a * b
+    elif op == "/":
+        if b == 0:
+            return None
+        if isinstance(a, int) and isinstance(b, int):
+            return a // b if a % b == 0 else Fraction(a, b)
+        v = Fraction(a) / b
+    else:
+        raise ValueError(f"unknown operator {op!r}; valid operators: + - * /")
+    if isinstance(v, Fraction) and v.denominator == 1:
+        return v.numerator
+    return v
+
+
+def join_expr(left: str, left_op: str, op: str, right: str, right_op: str) -> str:
+    """Render ``left op right`` with only the parentheses the value needs.
+
+    ``left_op``/``right_op`` are the top operators of the operands ("" for a bare number).
+    The left operand needs parentheses only when it binds looser than ``op``; the right one also
+    when it binds equally and ``op`` is ``-`` or ``/`` (``a-(b-c)``, ``a/(b*c)``).
+
+    >>> join_expr("3", "", "*", "5+7", "+"), join_expr("9", "", "-", "5-1", "-"), join_expr("9", "", "+", "5-1", "-")
+    ('3*(5+7)', '9-(5-1)', '9+5-1')
+    """
+    if _PREC[left_op] < _PREC[op]:
+        left = f"({left})"
+    if _PREC[right_op] < _PREC[op] or (_PREC[right_op] == _PREC[op] and op in "-/"):
+        right = f"({right})"
+    return f"{left}{op}{right}"
+
+
+_TOKEN = re.compile(r"\s*(?:(\d+)|([-+*/()]))")
+
+
+def parse_expression(expr: str) -> tuple[Fraction, list[int]]:
+    """Evaluate a Countdown expression exactly; return ``(value, integer literals used)``.
+
+    Accepts non-negative integer literals, ``+ - * /``, parentheses and spaces; no unary minus,
+    no decimals. Raises ``ValueError`` on anything else or on division by zero.
+
+    >>> parse_expression("(1 + 2) / 3")
+    (Fraction(1, 1), [1, 2, 3])
+    """
+    tokens: list[str] = []
+    pos = 0
+    text = expr.rstrip()
+    while pos < len(text):
+        m = _TOKEN.match(text, pos)
+        if m is None:
+            raise ValueError(f"unexpected character {text[pos:].lstrip()[:1]!r} in expression {expr!r}")
+        tokens.append(m.group(1) or m.group(2))
+        pos = m.end()
+    literals: list[int] = []
+    i = 0
+
+    def peek() -> str | None:
+        return tokens[i] if i < len(tokens) else None
+
+    def atom() -> Fraction:
+        nonlocal i
+        tok = peek()
+        if tok is None:
+            raise ValueError(f"expression {expr!r} ends early")
+        i += 1
+        if tok.isdigit():
+            literals.append(int(tok))
+            return Fraction(int(tok))
+        if tok == "(":
+            v = additive()
+            if peek() != ")":
+                raise ValueError(f"unbalanced parentheses in expression {expr!r}")
+            i += 1
+            return v
+        raise ValueError(f"unexpected {tok!r} in expression {expr!r}")
+
+    def multiplicative() -> Fraction:
+        nonlocal i
+        v = atom()
+        while peek() in ("*", "/"):
+            op = tokens[i]
+            i += 1
+            rhs = atom()
+            if op == "/" and rhs == 0:
+                raise ValueError(f"division by zero in expression {expr!r}")
+            v = v * rhs if op == "*" else v / rhs
+        return v
+
+    def additive() -> Fraction:
+        nonlocal i
+        v = multiplicative()
+        while peek() in ("+", "-"):
+            op = tokens[i]
+            i += 1
+            rhs = multiplicative()
+            v = v + rhs if op == "+" else v - rhs
+        return v
+
+    value = additive()
+    if i != len(tokens):
+        raise ValueError(f"unexpected {tokens[i]!r} in expression {expr!r}")
+    return value, literals
+
+
+def is_solution(expr: str, numbers: Sequence[int], target: int) -> bool:
+    """True when ``expr`` uses each of ``numbers`` exactly once and equals ``target`` exactly.
+
+    >>> is_solution("(7-3)*5", [3, 5, 7], 20), is_solution("7*3", [3, 5, 7], 21)
+    (True, False)
+    """
+    try:
+        value, used = parse_expression(expr)
+    except ValueError:
+        return False
+    return sorted(used) == sorted(numbers) and value == target
+
+
+# ----------------------------------------------------------------------------------------------
+# Exact solver
+# ----------------------------------------------------------------------------------------------
+
+
+def _splits(nums: tuple[int, ...]) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+    """Unordered ways to split a sorted multiset into two non-empty sorted parts, deduplicated."""
+    n = len(nums)
+    seen: set = set()
+    out = []
+    for mask in range(1, 1 << n, 2):  # masks holding index 0: each unordered split once
+        if mask == (1 << n) - 1:
+            continue
+        left = tuple(nums[i] for i in range(n) if mask >> i & 1)
+        right = tuple(nums[i] for i in range(n) if not mask >> i & 1)
+        key = (left, right) if left <= right else (right, left)
+        if key not in seen:
+            seen.add(key)
+            out.append(key)
+    return out
+
+
+def _combine(best: dict, v: Number, x: _Entry, op: str, y: _Entry) -> None:
+    """Offer ``x op y`` (value ``v``) as the expression for ``v`` if it beats the current one."""
+    unclean = x[0] or y[0] or not (isinstance(v, int) and v >= 0)
+    lp = _PREC[x[3]] < _PREC[op]
+    rp = _PREC[y[3]] < _PREC[op] or (_PREC[y[3]] == _PREC[op] and op in "-/")
+    length = x[1] + y[1] + 1 + 2 * (lp + rp)
+    cur = best.get(v)
+    if cur is not None and (unclean, length) > cur[:2]:
+        return  # cheap reject before building the text
+    text = join_expr(x[2], x[3], op, y[2], y[3])
+    cand = (unclean, length, text, op)
+    if cur is None or cand < cur:
+        best[v] = cand
+
+
+@lru_cache(maxsize=4096)
+def _value_map(nums: tuple[int, ...]) -> dict[Number, _Entry]:
+    """Every value the sorted multiset ``nums`` reaches, using each number once → canonical entry."""
+    if len(nums) == 1:
+        n = nums[0]
+        return {n: (n < 0, len(str(n)), str(n), "")}
+    best: dict[Number, _Entry] = {}
+    for left, right in _splits(nums):
+        lm, rm = _value_map(left), _value_map(right)
+        for a, ea in lm.items():
+            for b, eb in rm.items():
+                for x, ex, y, ey in ((a, ea, b, eb), (b, eb, a, ea)):
+                    for op in "+-*/":
+                        v = apply_op(x, op, y)
+                        if v is not None:
+                            _combine(best, v, ex, op, ey)
+    return best
+
+
+def _solve_meet_in_middle(nums: tuple[int, ...], target: Number) -> _Entry | None:
+    """Canonical entry for ``target`` without building the full value map of ``nums``.
+
+    For each split (L, R) and each value ``a`` of L, the value ``b`` of R that would hit the
+    target is computed and looked up. Considers exactly the candidates the full map would, so the
+    answer is identical; used for 5+ numbers where the full map is large.
+    """
+    best: dict[Number, _Entry] = {}
+    t = target
+    for left, right in _splits(nums):
+        lm, rm = _value_map(left), _value_map(right)
+        for m1, m2 in ((lm, rm), (rm, lm)):
+            for a, ea in m1.items():
+                # (needed b, orientation: True means "a op b", False means "b op a", op)
+                needs: list[tuple[Number | None, bool, str]] = [(t - a, True, "+"), (a - t, True, "-"), (t + a, False, "-")]
+                if a != 0:
+                    needs += [(apply_op(t, "/", a), True, "*"), (t * a, False, "/")]
+                if t != 0:
+                    needs.append((apply_op(a, "/", t), True, "/"))
+                for b, a_first, op in needs:
+                    if b is not None and b in m2 and not (op == "/" and a_first and b == 0):
+                        eb = m2[b]
+                        if a_first:
+                            _combine(best, t, ea, op, eb)
+                        else:
+                            _combine(best, t, eb, op, ea)
+                if a == 0 and t == 0:  # 0*b and 0/b are 0 for every (non-zero) b
+                    for b, eb in m2.items():
+                        _combine(best, t, ea, "*", eb)
+                        if b != 0:
+                            _combine(best, t, ea, "/", eb)
+    return best.get(t)
+
+
+def solve(numbers: Sequence[int], target: int) -> str | None:
+    """A canonical expression using each of ``numbers`` once that equals ``target``, or ``None``.
+
+    Exhaustive over all orders and binary trees of ``+ - * /`` in exact rational arithmetic.
+    Deterministic: among all solutions it prefers (1) all intermediate values non-negative
+    integers, (2) fewer characters, (3) lexicographically smaller text; the text carries only the
+    parentheses the value needs. Results for each sorted multiset are memoised, so generating
+    many problems over few numbers is fast. Cost grows quickly with the count: instant for 3-4
+    numbers, tenths of a second for 5, seconds for 6.
+
+    >>> solve([3, 5, 7], 22), solve([3, 5, 7], 20), solve([1, 1], 5)
+    ('3*5+7', '(7-3)*5', None)
+    """
+    nums = tuple(sorted(int(n) for n in numbers))
+    if not nums:
+        return None
+    t = Fraction(target)
+    t = t.numerator if t.denominator == 1 else t
+    entry = _value_map(nums).get(t) if len(nums) <= 4 else _solve_meet_in_middle(nums, t)
+    return None if entry is None else entry[2]
+
+
+def reachable_targets(numbers: Sequence[int]) -> list[int]:
+    """Sorted integers that ``numbers`` can make (each used once). Meant for up to ~5 numbers."""
+    return sorted(v for v in _value_map(tuple(sorted(numbers))) if isinstance(v, int))
+
+
+# ----------------------------------------------------------------------------------------------
+# Generator and splits
+# ----------------------------------------------------------------------------------------------
+
+
+def problem_key(numbers: Sequence[int], target: int) -> ProblemKey:
+    """Identity of a problem, independent of the order its numbers are shown in."""
+    return tuple(sorted(int(n) for n in numbers)), int(target)
+
+
+def problem_id(numbers: Sequence[int], target: int) -> str:
+    """Stable id naming the problem as shown: ``cd3-3_5_7-22``."""
+    return f"cd{len(numbers)}-{'_'.join(str(n) for n in numbers)}-{target}"
+
+
+@lru_cache(maxsize=65536)
+def _candidate_targets(nums: tuple[int, ...], lo: int, hi: int) -> tuple[int, ...]:
+    members = set(nums)
+    return tuple(sorted(v for v in _value_map(nums) if isinstance(v, int) and lo <= v <= hi and v not in members))
+
+
+def _draw_problems(
+    rng: random.Random,
+    num: int,
+    num_numbers: int,
+    number_range: tuple[int, int],
+    target_range: tuple[int, int],
+    exclude: Iterable[ProblemKey] | None,
+    unique: bool,
+) -> Dataset:
+    if num < 0 or num_numbers < 2:
+        raise ValueError(f"need num >= 0 and num_numbers >= 2, got num={num}, num_numbers={num_numbers}")
+    lo, hi = (int(x) for x in number_range)
+    tlo, thi = (int(x) for x in target_range)
+    if lo > hi or tlo > thi or lo < 0:
+        raise ValueError(f"bad ranges: number_range={number_range} (need 0 <= low <= high), target_range={target_range}")
+    taken = set(exclude or ())
+    cols: dict[str, list] = {name: [] for name in FEATURES}
+    misses = 0
+    while len(cols["id"]) < num:
+        numbers = [rng.randint(lo, hi) for _ in range(num_numbers)]
+        nums = tuple(sorted(numbers))
+        targets = [t for t in _candidate_targets(nums, tlo, thi) if (nums, t) not in taken]
+        if not targets:
+            misses += 1
+            if misses > 20_000:  # every recent draw was unsolvable or already used
+                raise ValueError(
+                    f"could only generate {len(cols['id'])} of {num} problems with {num_numbers} numbers in "
+                    f"{number_range} and targets in {target_range} (excluded/used keys: {len(taken)}); "
+                    "widen the ranges or ask for fewer problems"
+                )
+            continue
+        misses = 0
+        target = targets[rng.randrange(len(targets))]
+        if unique:
+            taken.add((nums, target))
+        cols["id"].append(problem_id(numbers, target))
+        cols["numbers"].append(numbers)
+        cols["target"].append(target)
+        cols["solution"].append(_value_map(nums)[target][2])
+    return Dataset.from_dict(cols, features=FEATURES)
+
+
+def generate_problems(
+    num: int,
+    num_numbers: int = 3,
+    number_range: tuple[int, int] = (1, 9),
+    target_range: tuple[int, int] = (1, 99),
+    seed: int = 0,
+    exclude: set[ProblemKey] | None = None,
+    unique: bool = False,
+) -> Dataset:
+    """``num`` solvable Countdown problems, deterministic in ``seed``.
+
+    Numbers are drawn uniformly from ``number_range`` (inclusive, repeats allowed, shown in draw
+    order); the target is uniform over the integers in ``target_range`` the numbers reach, other
+    than the numbers themselves. Problems whose :func:`problem_key` is in ``exclude`` are never
+    drawn; ``unique=True`` also forbids repeats within the result (raises ``ValueError`` when the
+    space runs out). Rows: ``id``, ``numbers``, ``target``, ``solution`` (see :func:`solve`).
+    """
+    return _draw_problems(random.Random(seed), num, num_numbers, number_range, target_range, exclude, unique)
+
+
+def keys_of(problems: Dataset) -> set[ProblemKey]:
+    """The set of :func:`problem_key` of a problem dataset."""
+    return {problem_key(n, t) for n, t in zip(problems["numbers"], problems["target"])}
+
+
+def make_splits(
+    num_train: int,
+    num_test: int,
+    num_test_hard: int,
+    num_numbers: int = 3,
+    hard_num_numbers: int = 4,
+    number_range: tuple[int, int] = (1, 9),
+    target_range: tuple[int, int] = (1, 99),
+    seed: int = 0,
+) -> dict[str, Dataset]:
+    """``train``, ``test`` (held out) and ``test_hard`` (more numbers: out of distribution).
+
+    Each split has its own random stream derived from ``seed`` and the split name, and the
+    held-out splits are drawn first, so ``test`` does not depend on ``num_train`` (and
+    ``test_hard`` depends on neither count unless it has as many numbers as ``test``). Both test
+    splits hold distinct problems; ``train`` samples with replacement from every problem whose
+    key is in neither test split.
+    """
+
+    def stream(split: str) -> random.Random:
+        return random.Random(f"r1lab/countdown/{split}/{seed}")
+
+    common = dict(number_range=number_range, target_range=target_range)
+    test = _draw_problems(stream("test"), num_test, num_numbers, exclude=None, unique=True, **common)
+    held_out = keys_of(test)
+    test_hard = _draw_problems(
+        stream("test_hard"), num_test_hard, hard_num_numbers, exclude=held_out, unique=True, **common
+    )
+    held_out |= keys_of(test_hard)
+    train = _draw_problems(stream("train"), num_train, num_numbers, exclude=held_out, unique=False, **common)
+    return {"train": train, "test": test, "test_hard": test_hard}
+
+
+def question_text(numbers: Sequence[int], target: int, style: str = "short") -> str:
+    """The question shown to the model.
+
+    ``full`` is TinyZero's phrasing, for pretrained models. ``short`` is compact for tiny
+    character-level models, where every prompt character costs context and compute.
+
+    >>> question_text([3, 5, 7], 22)
+    'Use 3 5 7 to make 22.'
+    """
+    if style == "short":
+        return f"Use {' '.join(str(n) for n in numbers)} to make {target}."
+    if style == "full":
+        return (
+            f"Using the numbers {list(numbers)}, create an equation that equals {target}. "
+            "You can use basic arithmetic operations (+, -, *, /) and each number can only be used once. "
+            "Show your work in <think> </think> tags. And return the final answer in <answer> </answer> tags, "
+            "for example <answer> (1 + 2) / 3 </answer>."
+        )
+    raise ValueError(f"unknown question style {style!r}; valid styles: {', '.join(QUESTION_STYLES)}")

@@ -1,0 +1,123 @@
+"""Math word-problem files (GSM8K, MATH) normalised to one row layout.
+
+Normalised row::
+
+    {"id": "gsm8k_sample-0", "question": "...", "answer": "72", "level": None}
+
+Layouts are recognised by their columns:
+
+* **GSM8K** (``question``, ``answer``): the answer text ends in ``#### <n>``; the answer is
+  ``<n>`` with thousands separators removed (``1,250`` → ``1250``).
+* **MATH** (``problem``, ``solution``, optional ``level``/``type``): the answer is the content
+  of the last ``\\boxed{...}`` (or ``\\fbox{...}``) in the solution, braces balanced, so
+  ``\\boxed{\\frac{1}{2}}`` gives ``\\frac{1}{2}``.
+* **Normalised** (``question``, ``answer`` with no ``####`` in any answer): taken as is.
+
+An ``id`` column is kept (as text) when present; otherwise ids are ``<file stem>-<row>``.
+"""
+from __future__ import annotations
+
+import os
+import re
+
+from datasets import Dataset, Features, Value
+
+from r1lab.data.files import load_table
+
+FEATURES = Features(
+    {"id": Value("string"), "question": Value("string"), "answer": Value("string"), "level": Value("string")}
+)
+
+LAYOUTS = {
+    "gsm8k": ("question", "answer"),
+    "math": ("problem", "solution"),
+}
+
+_GSM8K_ANSWER = re.compile(r"####\s*(.+?)\s*$", re.DOTALL)
+_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
+
+
+def gsm8k_answer(text: str) -> str | None:
+    """The final answer of a GSM8K solution, or ``None`` when it has no ``####`` line.
+
+    >>> gsm8k_answer("She pays 2 * 625 = 1,250 dollars.\\n#### 1,250")
+    '1250'
+    """
+    m = _GSM8K_ANSWER.search(text)
+    if m is None:
+        return None
+    return _THOUSANDS.sub("", m.group(1).strip())
+
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last ``\\boxed{...}`` or ``\\fbox{...}`` with balanced braces, else ``None``.
+
+    >>> last_boxed(r"so $x = \\boxed{\\frac{1}{2}}$ and not \\boxed{3")
+    '\\\\frac{1}{2}'
+    """
+    best = None
+    for m in re.finditer(r"\\(?:boxed|fbox)\s*\{", text):
+        depth, start = 1, m.end()
+        for j in range(start, len(text)):
+            if text[j] == "{":
+                depth += 1
+            elif text[j] == "}":
+                depth -= 1
+                if depth == 0:
+                    best = text[start:j].strip()
+                    break
+    return best
+
+
+def detect_layout(columns: list[str]) -> str | None:
+    """``"gsm8k"`` or ``"math"`` when ``columns`` hold that layout's columns, else ``None``."""
+    for name, needed in LAYOUTS.items():
+        if all(c in columns for c in needed):
+            return name
+    return None
+
+
+def load_math_file(path: str | os.PathLike, field: str = "task.train_file") -> Dataset:
+    """Load a GSM8K-, MATH- or already-normalised file as rows ``id, question, answer, level``."""
+    path = os.fspath(path)
+    ds = load_table(path, field)
+    source = f"{field} '{path}'"
+    layout = detect_layout(ds.column_names)
+    if layout is None:
+        raise ValueError(
+            f"{source} has columns {', '.join(ds.column_names)}, which match no math layout; expected "
+            "'question' and 'answer' (GSM8K: answer ends in '#### n'), or 'problem' and 'solution' "
+            "(MATH: answer in \\boxed{...})"
+        )
+    stem = os.path.splitext(os.path.basename(path))[0]
+    q_col, a_col = LAYOUTS[layout]
+    ids = ds["id"] if "id" in ds.column_names else [None] * len(ds)
+    levels = ds["level"] if "level" in ds.column_names else [None] * len(ds)
+    texts = ds[a_col]
+    if layout == "gsm8k":
+        marked = [isinstance(t, str) and "####" in t for t in texts]
+        normalised = not any(marked)
+    cols: dict[str, list] = {name: [] for name in FEATURES}
+    for i, (question, text) in enumerate(zip(ds[q_col], texts)):
+        if not isinstance(question, str) or not isinstance(text, str):
+            raise ValueError(f"row {i} of {source}: '{q_col}' and '{a_col}' must be text")
+        if layout == "math":
+            answer = last_boxed(text)
+            if answer is None:
+                raise ValueError(f"row {i} of {source}: 'solution' has no \\boxed{{...}} answer")
+        elif normalised:
+            answer = text.strip()
+        else:
+            answer = gsm8k_answer(text)
+            if answer is None:
+                raise ValueError(
+                    f"row {i} of {source}: 'answer' does not end in '#### <answer>' like the other rows (GSM8K layout)"
+                )
+        cols["id"].append(str(ids[i]) if ids[i] is not None else f"{stem}-{i}")
+        cols["question"].append(question)
+        cols["answer"].append(answer)
+        cols["level"].append(None if levels[i] is None else str(levels[i]))
+    return Dataset.from_dict(cols, features=FEATURES)
+
+
+__all__ = ["FEATURES", "LAYOUTS", "detect_layout", "gsm8k_answer", "last_boxed", "load_math_file"]

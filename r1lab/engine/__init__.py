@@ -1,0 +1,1 @@
+"""The one place that touches DeepSpeed and torch.distributed (import it only where needed)."""

@@ -1,0 +1,55 @@
+"""Prompt templates. The template used is recorded in the run's resolved config.
+
+- ``r1_zero``: DeepSeek-R1-Zero's template for base models: a User/Assistant conversation where
+  the reasoning goes in ``<think> </think>`` and the answer in ``<answer> </answer>``. The prompt
+  ends with ``<think>``, so the model's response starts inside the reasoning.
+- ``r1_zero_short``: the same conversation without the long instruction preamble, for tiny
+  character-level models whose cost grows with every prompt character.
+- ``chat``: the model's own chat template (instruct models), generation prompt added.
+- ``none``: the question as it is.
+"""
+from __future__ import annotations
+
+R1_ZERO_PREAMBLE = (
+    "A conversation between User and Assistant. The user asks a question, and the Assistant "
+    "solves it. The assistant first thinks about the reasoning process in the mind and then "
+    "provides the user with the answer. The reasoning process and answer are enclosed within "
+    "<think> </think> and <answer> </answer> tags, respectively, i.e., <think> reasoning process "
+    "here </think> <answer> answer here </answer>."
+)
+
+TEMPLATES = ("r1_zero", "r1_zero_short", "chat", "none")
+
+
+def opens_think(template: str) -> bool:
+    """Whether the prompt ends with ``<think>``: then the response is scored as ``<think>`` + text."""
+    return template in ("r1_zero", "r1_zero_short")
+
+
+def render_prompt(template: str, question: str, tokenizer=None) -> str:
+    if template == "r1_zero":
+        return f"{R1_ZERO_PREAMBLE}\nUser: {question}\nAssistant: <think>"
+    if template == "r1_zero_short":
+        return f"User: {question}\nAssistant: <think>"
+    if template == "chat":
+        if tokenizer is None or not getattr(tokenizer, "chat_template", None):
+            raise ValueError(
+                "model.template=chat but the tokenizer has no chat template; "
+                "use model.template=r1_zero for base models"
+            )
+        messages = [{"role": "user", "content": question}]
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    if template == "none":
+        return question
+    raise ValueError(f"model.template={template!r}; valid: {', '.join(TEMPLATES)}")
+
+
+def full_response(template: str, response: str) -> str:
+    """The model's whole response as rewards see it (with the ``<think>`` the prompt opened)."""
+    return "<think>" + response if opens_think(template) else response
+
+
+def encode_prompt(tokenizer, template: str, question: str) -> list[int]:
+    """Token ids of the rendered prompt (a chat template already holds its special tokens)."""
+    text = render_prompt(template, question, tokenizer)
+    return tokenizer(text, add_special_tokens=template != "chat").input_ids

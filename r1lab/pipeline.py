@@ -1,0 +1,126 @@
+"""Run a recipe's stages in order; each starts from the previous stage's checkpoint.
+
+Run directory layout::
+
+    <run_dir>/config.yaml            resolved config of the whole run
+    <run_dir>/base_model/            the tiny model built from config (tiny models only)
+    <run_dir>/stages/00-start/eval.json
+    <run_dir>/stages/NN-<name>/      config.yaml, metrics.jsonl, checkpoint/, eval.json, done.json
+    <run_dir>/summary.json, summary.md
+
+Resuming (``resume=<run_dir>``) skips stages with ``done.json`` and continues the unfinished one
+from its newest resumable checkpoint (``stages/NN-<name>/resume/step-*``).
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable
+
+import torch
+from omegaconf import OmegaConf
+
+from r1lab.config.schema import RunConfig
+from r1lab.config.validate import Stage
+from r1lab.data.task import Task, build_task
+from r1lab.engine import dist
+from r1lab.engine.checkpoint import write_json_atomic
+from r1lab.eval.evaluate import evaluate
+from r1lab.models.load import load_model, load_tokenizer
+from r1lab.stages.context import StageContext
+from r1lab.stages.grpo import run_grpo
+from r1lab.stages.sft import run_sft
+
+STAGES: dict[str, Callable[[StageContext], None]] = {"sft": run_sft, "grpo": run_grpo}
+
+TABLE_COLUMNS = ("greedy_accuracy", "sampled_accuracy", "pass_at_k", "format_rate", "mean_response_length")
+
+
+def log(msg: str) -> None:
+    if dist.is_main():
+        print(f"[r1lab] {msg}", flush=True)
+
+
+def starting_model(run: RunConfig, run_dir: Path) -> str:
+    if run.model.name_or_path != "tiny":
+        return run.model.name_or_path
+    path = run_dir / "base_model"
+    if dist.is_main() and not path.exists():
+        from r1lab.models.tiny import save_tiny_model
+
+        save_tiny_model(run.model.tiny, path)
+    dist.barrier()
+    return str(path)
+
+
+def evaluate_into(model_path: str, run: RunConfig, task: Task, out: Path, seed: int) -> dict:
+    if out.exists():
+        return json.loads(out.read_text())
+    tokenizer = load_tokenizer(model_path, run.model)
+    model = load_model(model_path, run.model).to(dist.device())
+    result = evaluate(model, tokenizer, task, run.model.template, run.eval, seed=seed)
+    result["model"] = model_path
+    if dist.is_main():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(out, result)
+    dist.barrier()
+    return result
+
+
+def run_pipeline(run: RunConfig, stages: list[Stage], run_dir: Path, resolved_yaml: str) -> dict[str, dict]:
+    if run.engine.num_threads:
+        torch.set_num_threads(run.engine.num_threads)
+    dist.init_distributed(run.engine.cpu_shm_allreduce)
+    torch.manual_seed(run.seed)
+    if dist.is_main():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(resolved_yaml)
+    log(f"run directory: {run_dir}")
+    task = build_task(run.task)
+    model_path = starting_model(run, run_dir)
+    results: dict[str, dict] = {}
+    if run.eval.initial:
+        log(f"evaluating the starting model {model_path}")
+        results["start"] = evaluate_into(model_path, run, task, run_dir / "stages" / "00-start" / "eval.json", run.seed)
+    for stage in stages:
+        stage_dir = run_dir / "stages" / stage.dirname
+        done = stage_dir / "done.json"
+        if done.exists():
+            log(f"stage {stage.dirname}: finished earlier, skipped")
+        else:
+            start = stage.cfg.model or model_path
+            log(f"stage {stage.dirname} ({stage.cfg.kind}) from {start}")
+            if dist.is_main():
+                stage_dir.mkdir(parents=True, exist_ok=True)
+                (stage_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(stage.cfg)))
+            began = time.time()
+            ctx = StageContext(run=run, stage=stage, stage_dir=stage_dir, start_model=start, task=task, group=run_dir.name)
+            STAGES[stage.cfg.kind](ctx)
+            trained = time.time() - began
+            evaluate_into(str(stage_dir / "checkpoint"), run, task, stage_dir / "eval.json", run.seed)
+            if dist.is_main():
+                write_json_atomic(done, {"train_seconds": round(trained, 1), "start_model": start})
+        results[stage.dirname] = json.loads((stage_dir / "eval.json").read_text())
+        model_path = str(stage_dir / "checkpoint")
+    if dist.is_main():
+        write_json_atomic(run_dir / "summary.json", results)
+        table = format_table(results)
+        (run_dir / "summary.md").write_text(table + "\n")
+        print("\n" + table, flush=True)
+    return results
+
+
+def format_table(results: dict[str, dict]) -> str:
+    """One markdown row per stage (and the starting model) of the held-out figures."""
+    any_eval = next(iter(results.values()))
+    k = max(int(x) for x in any_eval["pass_at_k"])
+    head = f"| stage | problems | greedy acc | sampled acc (k={any_eval['samples_per_problem']}, T={any_eval['temperature']}) | pass@{k} | format | mean length |"
+    lines = [head, "|" + "---|" * 7]
+    for name, r in results.items():
+        lines.append(
+            f"| {name} | {r['num_problems']} | {r['greedy_accuracy']:.3f} | {r['sampled_accuracy']:.3f} | "
+            f"{r['pass_at_k'][str(k)]:.3f} | {r['format_rate']:.3f} | {r['mean_response_length']:.1f} |"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,123 @@
+"""Batched sampling with a KV cache, left padding, temperature/top-p and stop strings.
+
+A hand-written decode loop rather than ``model.generate``: rows that have stopped are dropped
+from the batch and the cache (``Cache.batch_select_indices``), so a batch costs what its live rows
+cost, and the loop owns its random generator, so a resumed run samples the same tokens.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass
+class SamplingParams:
+    max_new_tokens: int = 256  # longest completion, in tokens
+    temperature: float = 1.0  # 0 = greedy
+    top_p: float = 1.0
+    stop: list[str] = field(default_factory=lambda: ["</answer>"])  # generation ends after any of these
+
+
+@dataclass
+class Completion:
+    token_ids: list[int]  # generated tokens, stop string included, no padding
+    text: str
+    stopped: bool  # ended on a stop string or EOS (False: cut at max_new_tokens)
+
+
+def _stop_sequences(tokenizer, stops: list[str]) -> list[torch.Tensor]:
+    return [torch.tensor(tokenizer(s, add_special_tokens=False).input_ids) for s in stops]
+
+
+def _sample_next(logits: torch.Tensor, temperature: float, top_p: float, gen: torch.Generator | None) -> torch.Tensor:
+    """logits [b, V] -> token ids [b]."""
+    if temperature <= 0:
+        return logits.argmax(-1)
+    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    if top_p < 1.0:
+        sorted_p, order = probs.sort(dim=-1, descending=True)
+        keep = sorted_p.cumsum(-1) - sorted_p < top_p  # always keeps the most likely token
+        sorted_p = sorted_p * keep
+        probs = torch.zeros_like(probs).scatter_(-1, order, sorted_p)
+    return torch.multinomial(probs, 1, generator=gen).squeeze(-1)
+
+
+@torch.no_grad()
+def generate_batch(
+    model: torch.nn.Module,
+    tokenizer,
+    prompt_ids: list[list[int]],
+    params: SamplingParams,
+    generator: torch.Generator | None = None,
+) -> list[Completion]:
+    """Sample one completion per prompt. Prompts are left-padded into one batch."""
+    device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id
+    eos = tokenizer.eos_token_id
+    n = len(prompt_ids)
+    width = max(len(p) for p in prompt_ids)
+    input_ids = torch.full((n, width), pad, dtype=torch.long)
+    attn = torch.zeros((n, width), dtype=torch.long)
+    for i, p in enumerate(prompt_ids):
+        input_ids[i, width - len(p) :] = torch.tensor(p)
+        attn[i, width - len(p) :] = 1
+    input_ids, attn = input_ids.to(device), attn.to(device)
+    positions = (attn.cumsum(-1) - 1).clamp(min=0)
+    stops = [s.to(device) for s in _stop_sequences(tokenizer, params.stop)]
+    # generated tokens of every row: [n, max_new_tokens], filled as rows advance
+    out = torch.full((n, params.max_new_tokens), pad, dtype=torch.long, device=device)
+    lengths = torch.zeros(n, dtype=torch.long, device=device)
+    stopped = torch.zeros(n, dtype=torch.bool, device=device)
+    live = torch.arange(n, device=device)  # original row index of each row still in the batch
+
+    result = model(input_ids=input_ids, attention_mask=attn, position_ids=positions, use_cache=True, logits_to_keep=1)
+    cache = result.cache
+    next_pos = positions[:, -1:] + 1
+    for t in range(params.max_new_tokens):
+        tokens = _sample_next(result.logits[:, -1, :], params.temperature, params.top_p, generator)
+        out[live, t] = tokens
+        lengths[live] = t + 1
+        done = tokens == eos if eos is not None else torch.zeros_like(tokens, dtype=torch.bool)
+        for s in stops:
+            k = s.numel()
+            if t + 1 >= k:
+                done |= (out[live, t + 1 - k : t + 1] == s).all(-1)
+        stopped[live[done]] = True
+        if t + 1 == params.max_new_tokens:
+            break
+        if done.any():
+            keep = (~done).nonzero().squeeze(-1)
+            if keep.numel() == 0:
+                break
+            live, tokens, next_pos, attn = live[keep], tokens[keep], next_pos[keep], attn[keep]
+            cache.batch_select_indices(keep)
+        attn = torch.cat([attn, torch.ones_like(attn[:, :1])], dim=-1)
+        result = model(
+            input_ids=tokens[:, None], attention_mask=attn, position_ids=next_pos, cache=cache, use_cache=True
+        )
+        cache = result.cache
+        next_pos = next_pos + 1
+
+    out, lengths, stopped = out.cpu(), lengths.cpu(), stopped.cpu()
+    ids = [out[i, : lengths[i]].tolist() for i in range(n)]
+    texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
+    return [Completion(token_ids=ids[i], text=texts[i], stopped=bool(stopped[i])) for i in range(n)]
+
+
+def generate(
+    model: torch.nn.Module,
+    tokenizer,
+    prompt_ids: list[list[int]],
+    params: SamplingParams,
+    batch_size: int,
+    generator: torch.Generator | None = None,
+) -> list[Completion]:
+    """Sample one completion per prompt, ``batch_size`` prompts at a time, in order."""
+    was_training = model.training
+    model.eval()
+    out: list[Completion] = []
+    for start in range(0, len(prompt_ids), batch_size):
+        out.extend(generate_batch(model, tokenizer, prompt_ids[start : start + batch_size], params, generator))
+    model.train(was_training)
+    return out

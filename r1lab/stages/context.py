@@ -1,0 +1,97 @@
+"""What the pipeline hands a stage, and the setup every stage shares (engine, tracker, resume)."""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from r1lab.config.schema import RunConfig
+from r1lab.config.validate import ConfigError, Stage
+from r1lab.data.task import Task
+from r1lab.engine import dist
+from r1lab.engine.engine import Engine, OptimSettings
+from r1lab.models.load import load_model, load_tokenizer
+from r1lab.tracking.tracker import Tracker
+
+
+@dataclass
+class StageContext:
+    run: RunConfig
+    stage: Stage
+    stage_dir: Path  # <run_dir>/stages/NN-name
+    start_model: str  # path or hub id the stage starts from
+    task: Task
+    group: str  # pipeline run id: groups this stage's W&B run with its siblings
+
+    @property
+    def cfg(self):
+        return self.stage.cfg
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        """The stage's final model, in Hugging Face format."""
+        return self.stage_dir / "checkpoint"
+
+    @property
+    def resume_dir(self) -> Path:
+        """Resumable mid-stage checkpoints (model, optimizer, RNG, data position)."""
+        return self.stage_dir / "resume"
+
+    def load_policy(self):
+        tokenizer = load_tokenizer(self.start_model, self.run.model)
+        model = load_model(self.start_model, self.run.model)
+        return model, tokenizer
+
+    def engine(self, model: torch.nn.Module, total_steps: int) -> Engine:
+        c = self.cfg
+        opt = OptimSettings(
+            lr=c.lr,
+            weight_decay=c.weight_decay,
+            max_grad_norm=c.max_grad_norm,
+            schedule=c.schedule,
+            warmup_steps=int(round(c.warmup_ratio * total_steps)),
+            total_steps=total_steps,
+            min_lr_ratio=c.min_lr_ratio,
+            micro_batch_per_device=c.micro_batch_per_device,
+        )
+        return Engine(model, self.run.engine, opt)
+
+    def tracker(self, total_steps: int) -> Tracker:
+        return Tracker(
+            self.run.tracking,
+            self.stage_dir,
+            run_name=f"{self.run.name}/{self.stage.dirname}",
+            group=self.group,
+            config={"stage": asdict(self.cfg), "model": asdict(self.run.model), "task": asdict(self.run.task)},
+            total_steps=total_steps,
+        )
+
+
+def per_rank(global_count: int, field: str) -> int:
+    """Split a global batch size over the data-parallel ranks, or fail with the numbers."""
+    world = dist.world_size()
+    if global_count % world:
+        raise ConfigError(f"{field}={global_count} is not divisible by the {world} data-parallel ranks")
+    return global_count // world
+
+
+def micro_batches(items: list, size: int) -> list[list]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def ceil_div(a: int, b: int) -> int:
+    return int(math.ceil(a / b))
+
+
+def step_indices(step: int, batch_size: int, num_examples: int, seed: int) -> np.ndarray:
+    """Example indices of optimizer step ``step``: consecutive slices of per-epoch permutations."""
+    start, stop = step * batch_size, (step + 1) * batch_size
+    out = []
+    for epoch in range(start // num_examples, ceil_div(stop, num_examples)):
+        perm = np.random.default_rng([seed, epoch]).permutation(num_examples)
+        lo, hi = max(start - epoch * num_examples, 0), min(stop - epoch * num_examples, num_examples)
+        out.append(perm[lo:hi])
+    return np.concatenate(out)

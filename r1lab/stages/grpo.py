@@ -1,0 +1,195 @@
+"""GRPO: group-relative policy optimisation with rule-based rewards (DeepSeekMath, DeepSeek-R1).
+
+Kept from R1: no critic; per prompt a group of ``samples_per_prompt`` completions scored by
+rule-based rewards (verifier correctness, format, language) and normalised within the group; a
+PPO-style clipped ratio; an optional KL to the frozen starting policy (k3 estimator by default).
+Variants (Dr. GRPO, DAPO, GSPO, RLOO) are config values looked up in `r1lab.algorithms`
+registries; this loop never branches on their names.
+
+One step = one rollout batch of ``prompts_per_step`` prompts (global) x ``samples_per_prompt``,
+then ``updates_per_batch`` optimizer steps on it (micro-batches accumulated). With one update
+the "old" log-probs are the current ones detached (ratio exactly 1, no extra forward pass).
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from r1lab.algorithms.advantages import compute_advantages, group_stats
+from r1lab.algorithms.kl import KL_ESTIMATORS, kl_loss_term, kl_penalty_in_reward
+from r1lab.algorithms.policy_loss import compute_policy_loss
+from r1lab.algorithms.reduce import LossNorm, reduce_loss
+from r1lab.engine import dist
+from r1lab.models.forward import token_logprobs
+from r1lab.models.load import load_model
+from r1lab.models.templates import encode_prompt, full_response
+from r1lab.rewards import combine_rewards
+from r1lab.rollout.sampler import SamplingParams, generate
+from r1lab.stages.context import StageContext, micro_batches, per_rank, step_indices
+
+
+def collate_rollout(prompts: list[list[int]], completions: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-padded prompt+completion rows [b, T] (T trimmed to this micro-batch) and the completion mask."""
+    width = max(len(p) + len(c) for p, c in zip(prompts, completions))
+    n = len(prompts)
+    ids = torch.full((n, width), pad_id, dtype=torch.long)
+    attn = torch.zeros((n, width), dtype=torch.long)
+    mask = torch.zeros((n, width), dtype=torch.long)
+    for i, (p, c) in enumerate(zip(prompts, completions)):
+        ids[i, : len(p) + len(c)] = torch.tensor(p + c)
+        attn[i, : len(p) + len(c)] = 1
+        mask[i, len(p) : len(p) + len(c)] = 1
+    return {"input_ids": ids, "attention_mask": attn, "loss_mask": mask}
+
+
+def token_balanced(lengths: list[int], size: int) -> list[list[int]]:
+    """Indices grouped into micro-batches of ``size`` rows of similar length (less padding)."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    return micro_batches(order, size)
+
+
+def run_grpo(ctx: StageContext) -> None:
+    cfg, template = ctx.cfg, ctx.run.model.template
+    model, tokenizer = ctx.load_policy()
+    train = ctx.task.split("train")
+    rank_prompts = per_rank(cfg.prompts_per_step, f"stages.{ctx.stage.name}.prompts_per_step")
+    G = cfg.samples_per_prompt
+    total_updates = cfg.steps * cfg.updates_per_batch
+    engine = ctx.engine(model, total_updates)
+    reference = None
+    if cfg.kl.needs_reference:
+        reference = load_model(ctx.start_model, ctx.run.model).to(engine.device).eval().requires_grad_(False)
+    tracker = ctx.tracker(cfg.steps)
+    engine.load(ctx.resume_dir)
+    pad = tokenizer.pad_token_id
+    sampling = SamplingParams(cfg.max_new_tokens, cfg.temperature, cfg.top_p)
+    correctness = ctx.task.correctness_reward
+    # zero-weighted components are computed for the metrics only
+    reward_weights = {correctness: 0.0, "format": 0.0, **cfg.rewards}
+
+    while engine.step < total_updates:
+        step = engine.step // cfg.updates_per_batch
+        t0 = time.time()
+        # --- rollout: this rank's prompts, G samples each -------------------------------------
+        idx = step_indices(step, cfg.prompts_per_step, len(train), cfg.seed)
+        rows = train.select(idx[dist.rank() * rank_prompts : (dist.rank() + 1) * rank_prompts].tolist())
+        prompt_ids = [encode_prompt(tokenizer, template, ctx.task.question(r)) for r in rows]
+        prompts = [p for p in prompt_ids for _ in range(G)]
+        gen = torch.Generator(device=engine.device).manual_seed(cfg.seed * 1_000_003 + step * 1009 + dist.rank())
+        engine.eval()
+        completions = generate(engine.module, tokenizer, prompts, sampling, batch_size=len(prompts), generator=gen)
+        engine.train()
+        t_gen = time.time()
+
+        # --- rewards and advantages ------------------------------------------------------------
+        responses = [full_response(template, c.text) for c in completions]
+        columns = {k: [v for v in vals for _ in range(G)] for k, vals in ctx.task.columns(rows[:]).items()}
+        scored = combine_rewards(reward_weights, responses, columns)
+        rewards = scored.total
+        if cfg.format_gate:
+            rewards = rewards * scored.components["format"]
+        comp_ids = [c.token_ids for c in completions]
+        truncated = torch.tensor([not c.stopped for c in completions])
+        mbs = token_balanced([len(p) + len(c) for p, c in zip(prompts, comp_ids)], cfg.micro_batch_per_device)
+        batches = [collate_rollout([prompts[i] for i in mb], [comp_ids[i] for i in mb], pad) for mb in mbs]
+        if cfg.overlong == "mask":
+            for mb, b in zip(mbs, batches):
+                b["loss_mask"][truncated[mb]] = 0
+
+        # rollout-time log-probs (for several updates, or for a KL in the reward) and the reference's
+        old_logps, ref_logps = [], []
+        need_old = cfg.updates_per_batch > 1 or (reference is not None and cfg.kl.in_reward)
+        with torch.no_grad():
+            for b in batches:
+                b = {k: v.to(engine.device) for k, v in b.items()}
+                if need_old:
+                    old_logps.append(token_logprobs(engine.module, **b, chunk_size=cfg.logprob_chunk, temperature=cfg.temperature)[0])
+                if reference is not None:
+                    ref_logps.append(token_logprobs(reference, **b, chunk_size=cfg.logprob_chunk, temperature=cfg.temperature)[0])
+        if reference is not None and cfg.kl.in_reward:
+            penalised = rewards.clone()
+            for j, (mb, b) in enumerate(zip(mbs, batches)):
+                mask = b["loss_mask"][:, 1:]
+                penalised[mb] = kl_penalty_in_reward(rewards[mb], old_logps[j].cpu(), ref_logps[j].cpu(), mask, cfg.kl)
+            rewards = penalised
+        advantages = compute_advantages(rewards.view(-1, G), cfg.advantage).view(-1)  # [N]
+        t_score = time.time()
+
+        # --- policy update(s) ------------------------------------------------------------------
+        local_tokens = sum(int(b["loss_mask"][:, 1:].sum()) for b in batches)
+        norm = LossNorm(
+            num_sequences=cfg.prompts_per_step * G,
+            num_tokens=max(1, int(dist.all_reduce_sum(torch.tensor(local_tokens)).item())),
+            max_completion_length=cfg.max_new_tokens,
+            world_size=dist.world_size(),
+        )
+        sums = {"loss": 0.0, "kl": 0.0, "entropy": 0.0, "clip_low": 0.0, "clip_high": 0.0}
+        for update in range(cfg.updates_per_batch):
+            for j, (mb, b) in enumerate(zip(mbs, batches)):
+                b = {k: v.to(engine.device) for k, v in b.items()}
+                mask = b["loss_mask"][:, 1:]
+                logp, entropy = token_logprobs(
+                    engine.module, **b, chunk_size=cfg.logprob_chunk, with_entropy=True, temperature=cfg.temperature
+                )
+                old = old_logps[j] if old_logps else logp.detach()
+                per_token, stats = compute_policy_loss(logp, old, advantages[mb].to(engine.device), mask, cfg.loss)
+                if reference is not None:
+                    per_token = per_token + kl_loss_term(logp, ref_logps[j], cfg.kl)
+                if cfg.entropy_coef:
+                    per_token = per_token - cfg.entropy_coef * entropy
+                loss = reduce_loss(per_token, mask, norm, cfg.loss.reduction)
+                engine.backward(loss, last_micro_batch=j == len(batches) - 1)
+                if update == 0:
+                    m = mask.float()
+                    sums["loss"] += float(loss) / dist.world_size()
+                    sums["entropy"] += float((entropy * m).sum())
+                    sums["clip_low"] += float((stats["clipped_low"].float() * m).sum())
+                    sums["clip_high"] += float((stats["clipped_high"].float() * m).sum())
+                    if reference is not None:
+                        with torch.no_grad():
+                            sums["kl"] += float((KL_ESTIMATORS.get(cfg.kl.estimator)(logp, ref_logps[j]) * m).sum())
+        t_train = time.time()
+
+        # --- metrics -----------------------------------------------------------------------------
+        lengths = torch.tensor([len(c) for c in comp_ids], dtype=torch.float32)
+        correct = scored.components[correctness]
+        summed = dist.all_reduce_sum(
+            torch.tensor(
+                [sums["loss"], sums["entropy"], sums["clip_low"], sums["clip_high"], sums["kl"],
+                 float(rewards.sum()), float(rewards.square().sum()), float(correct.sum()),
+                 float(lengths.sum()), float(truncated.sum()), float(len(rewards))]
+            )
+        ).tolist()
+        loss_sum, ent, clo, chi, kl, r_sum, r_sq, c_sum, len_sum, trunc, n = summed
+        tokens = norm.num_tokens
+        metrics = {
+            "loss": loss_sum,
+            "lr": engine.lr(),
+            "grad_norm": engine.grad_norm(),
+            "reward": r_sum / n,
+            "reward_std": max(0.0, r_sq / n - (r_sum / n) ** 2) ** 0.5,
+            "accuracy": c_sum / n,
+            "response_length": len_sum / n,
+            "response_length_max": float(lengths.max()),
+            "truncated_fraction": trunc / n,
+            "entropy": ent / tokens,
+            "clip_fraction_low": clo / tokens,
+            "clip_fraction_high": chi / tokens,
+            "kl": kl / tokens,
+            "gen_tokens_per_s": len_sum / max(t_gen - t0, 1e-9),
+            "train_tokens_per_s": tokens * cfg.updates_per_batch / max(t_train - t_score, 1e-9),
+            "time_generate": t_gen - t0,
+            "time_score": t_score - t_gen,
+            "time_train": t_train - t_score,
+        }
+        for name, values in scored.components.items():
+            metrics[f"reward/{name}"] = float(values.mean())
+        for name, value in group_stats(rewards.view(-1, G), correct.view(-1, G) > 0).items():
+            metrics[name] = float(value)
+        tracker.log(step + 1, metrics)
+        if cfg.save_every and (step + 1) % cfg.save_every == 0 and engine.step < total_updates:
+            engine.save(ctx.resume_dir, {"stage": ctx.stage.name}, keep=cfg.keep_checkpoints)
+    tracker.finish()
+    engine.save_pretrained(ctx.checkpoint_dir, tokenizer)

@@ -1,0 +1,140 @@
+"""Supervised fine-tuning: R1's cold start (and, later, the rejection-sampled SFT stage).
+
+Kept from R1: a small set of long, readable reasoning traces in the final response format
+(``<think>`` reasoning then ``<answer>``), trained with the loss on the response only.
+Data: ``data: traces`` uses the task's solver-written traces (search, dead ends, verification);
+any other value is a jsonl/parquet file with ``prompt``/``response`` columns (prompt = question)
+or ``messages`` (rendered with the model's chat template).
+
+Loss: token mean over every response token of the optimizer step (all micro-batches, all ranks),
+so gradient accumulation and the number of ranks do not change it.
+"""
+from __future__ import annotations
+
+import time
+
+import torch
+
+from r1lab.algorithms.reduce import LossNorm, reduce_loss
+from r1lab.engine import dist
+from r1lab.models.forward import token_logprobs
+from r1lab.models.templates import encode_prompt
+from r1lab.stages.context import StageContext, ceil_div, micro_batches, per_rank, step_indices
+
+Example = tuple[list[int], list[int]]  # (prompt ids, response ids)
+
+
+def load_examples(ctx: StageContext, tokenizer) -> list[Example]:
+    cfg, template = ctx.cfg, ctx.run.model.template
+    if cfg.data == "traces":
+        from r1lab.data.traces import make_sft_dataset
+
+        problems = ctx.task.split("train")
+        if cfg.num_examples:
+            problems = problems.select(range(min(cfg.num_examples, len(problems))))
+        ds = make_sft_dataset(
+            problems, seed=cfg.seed, behaviours=cfg.trace_behaviours, wrong_answer_rate=cfg.trace_wrong_answer_rate
+        )
+        prompts = [ctx.task.question(row) for row in ds]
+        responses = ds["response"]
+    else:
+        from r1lab.data.files import load_table, require_columns
+
+        ds = load_table(cfg.data, field=f"stages.{ctx.stage.name}.data")
+        if cfg.num_examples:
+            ds = ds.select(range(min(cfg.num_examples, len(ds))))
+        require_columns(ds, ["prompt", "response"], source=cfg.data)
+        prompts, responses = ds["prompt"], ds["response"]
+    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    out = []
+    for prompt, response in zip(prompts, responses):
+        p = encode_prompt(tokenizer, template, prompt)
+        r = tokenizer(response, add_special_tokens=False).input_ids + eos
+        out.append((p, r))
+    return out
+
+
+def collate(batch: list[Example], pad_id: int, max_length: int, packing: bool) -> dict[str, torch.Tensor]:
+    """Right-padded ``input_ids``/``attention_mask``/``loss_mask``/``position_ids`` [b, T], T trimmed.
+
+    With ``packing`` the examples are concatenated into rows of ``max_length`` tokens, position ids
+    restarting at each example (attention still spans the row: a documented approximation).
+    """
+    seqs = [(p + r)[:max_length] for p, r in batch]
+    masks = [([0] * len(p) + [1] * len(r))[:max_length] for p, r in batch]
+    positions = [list(range(len(s))) for s in seqs]
+    if packing:
+        rows, row_masks, row_pos = [[]], [[]], [[]]
+        for s, m, pos in zip(seqs, masks, positions):
+            if rows[-1] and len(rows[-1]) + len(s) > max_length:
+                rows.append([]), row_masks.append([]), row_pos.append([])
+            rows[-1] += s
+            row_masks[-1] += m
+            row_pos[-1] += pos
+        seqs, masks, positions = rows, row_masks, row_pos
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    attn = torch.zeros((len(seqs), width), dtype=torch.long)
+    loss_mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    pos = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, (s, m, p) in enumerate(zip(seqs, masks, positions)):
+        ids[i, : len(s)] = torch.tensor(s)
+        attn[i, : len(s)] = 1
+        loss_mask[i, : len(s)] = torch.tensor(m)
+        pos[i, : len(s)] = torch.tensor(p)
+    return {"input_ids": ids, "attention_mask": attn, "loss_mask": loss_mask, "position_ids": pos}
+
+
+def run_sft(ctx: StageContext) -> None:
+    cfg = ctx.cfg
+    model, tokenizer = ctx.load_policy()
+    examples = load_examples(ctx, tokenizer)
+    if not examples:
+        raise ValueError(f"stages.{ctx.stage.name}: the SFT dataset is empty")
+    rank_batch = per_rank(cfg.batch_size, f"stages.{ctx.stage.name}.batch_size")
+    total_steps = cfg.steps or ceil_div(int(cfg.epochs * len(examples)), cfg.batch_size)
+    engine = ctx.engine(model, total_steps)
+    tracker = ctx.tracker(total_steps)
+    state = engine.load(ctx.resume_dir) or {}
+    engine.train()
+    pad = tokenizer.pad_token_id
+
+    while engine.step < total_steps:
+        step_start = time.time()
+        idx = step_indices(engine.step, cfg.batch_size, len(examples), cfg.seed)
+        mine = [examples[i] for i in idx[dist.rank() * rank_batch : (dist.rank() + 1) * rank_batch]]
+        batches = [collate(mb, pad, cfg.max_length, cfg.packing) for mb in micro_batches(mine, cfg.micro_batch_per_device)]
+        local_tokens = sum(int(b["loss_mask"][:, 1:].sum()) for b in batches)
+        global_tokens = int(dist.all_reduce_sum(torch.tensor(local_tokens)).item())
+        norm = LossNorm(
+            num_sequences=cfg.batch_size,
+            num_tokens=max(1, global_tokens),
+            max_completion_length=cfg.max_length,
+            world_size=dist.world_size(),
+        )
+        nll_sum = 0.0
+        for i, b in enumerate(batches):
+            b = {k: v.to(engine.device) for k, v in b.items()}
+            logp, _ = token_logprobs(
+                engine.module, b["input_ids"], b["attention_mask"], b["loss_mask"], position_ids=b["position_ids"]
+            )
+            mask = b["loss_mask"][:, 1:]
+            loss = reduce_loss(-logp, mask, norm, "token_mean")
+            nll_sum += float(-(logp * mask).sum())
+            engine.backward(loss, last_micro_batch=i == len(batches) - 1)
+        nll = float(dist.all_reduce_sum(torch.tensor(nll_sum)).item()) / max(1, global_tokens)
+        elapsed = time.time() - step_start
+        tracker.log(
+            engine.step,
+            {
+                "loss": nll,
+                "lr": engine.lr(),
+                "grad_norm": engine.grad_norm(),
+                "tokens_per_s": global_tokens / max(elapsed, 1e-9),
+                "step_seconds": elapsed,
+            },
+        )
+        if cfg.save_every and engine.step % cfg.save_every == 0 and engine.step < total_steps:
+            engine.save(ctx.resume_dir, {"stage": ctx.stage.name}, keep=cfg.keep_checkpoints)
+    tracker.finish()
+    engine.save_pretrained(ctx.checkpoint_dir, tokenizer)
