@@ -34,14 +34,10 @@ def run(cfg: DictConfig) -> None:
 
     try:
         typed, stages = validate(cfg)
-        if typed.resume:
-            run_dir = Path(typed.resume)
-            if not (run_dir / "config.yaml").exists():
-                raise FileNotFoundError(f"resume={typed.resume}: not a run directory (no config.yaml there)")
-        elif typed.run_dir:
-            run_dir = Path(typed.run_dir)
-        else:
-            run_dir = Path(HydraConfig.get().runtime.output_dir)
+        # hydra.run.dir is `resume`, else `run_dir`, else outputs/<name>/<timestamp>
+        run_dir = Path(HydraConfig.get().runtime.output_dir)
+        if typed.resume and not (run_dir / "config.yaml").exists():
+            raise FileNotFoundError(f"resume={typed.resume}: not a run directory (no config.yaml there)")
         from r1lab.pipeline import run_pipeline
 
         run_pipeline(typed, stages, run_dir, OmegaConf.to_yaml(cfg, resolve=True))
@@ -53,6 +49,8 @@ def main() -> None:
     os.environ.setdefault("WANDB_MODE", "offline")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     register_configs()
+    if not OmegaConf.has_resolver("first"):
+        OmegaConf.register_new_resolver("first", lambda *values: next((v for v in values if v), None))
     hydra.main(config_path=CONFIG_DIR, config_name="config", version_base=None)(run)()
 
 

@@ -3,6 +3,7 @@ user-file loading with clear errors. Imports without DeepSpeed, W&B or a GPU."""
 from r1lab.data.countdown import (
     generate_problems,
     is_solution,
+    keys_of,
     make_splits,
     parse_expression,
     problem_id,
@@ -20,6 +21,7 @@ __all__ = [
     "generate_problems",
     "gsm8k_answer",
     "is_solution",
+    "keys_of",
     "last_boxed",
     "load_countdown_file",
     "load_math_file",

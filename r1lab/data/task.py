@@ -63,7 +63,10 @@ def _math(cfg: TaskConfig) -> Task:
         raise ValueError(
             "task.name=math needs task.train_file and task.test_file (GSM8K or MATH layout jsonl/parquet)"
         )
-    splits = {"train": load_math_file(cfg.train_file), "test": load_math_file(cfg.test_file)}
+    splits = {
+        "train": load_math_file(cfg.train_file, field="task.train_file"),
+        "test": load_math_file(cfg.test_file, field="task.test_file"),
+    }
     suffix = " Put the final answer in \\boxed{}." if not cfg.answer_tag else ""
     return Task(
         name="math",

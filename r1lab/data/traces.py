@@ -130,6 +130,8 @@ def make_trace(
     """
     if max_attempts < 1:
         raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
+    if not 2 <= len(numbers) <= 5:  # the attempt list grows ~60x per extra number
+        raise ValueError(f"traces support 2 to 5 numbers, got {len(numbers)}")
     nums = tuple(sorted(int(n) for n in numbers))
     attempts = all_attempts(nums, True)
     if not any(a.value == target for a in attempts):
@@ -180,17 +182,14 @@ def make_sft_dataset(
         raise ValueError(f"wrong_answer_rate must be in [0, 1], got {wrong_answer_rate}")
     n = len(problems)
     wrong = set(random.Random(f"r1lab/traces/wrong/{seed}").sample(range(n), round(wrong_answer_rate * n)))
-    responses = [
-        make_trace(
-            numbers,
-            target,
-            random.Random(f"r1lab/traces/{seed}/{i}"),
-            max_attempts=max_attempts,
-            behaviours=behaviours,
-            wrong_answer=i in wrong,
-        )
-        for i, (numbers, target) in enumerate(zip(problems["numbers"], problems["target"]))
-    ]
+    responses = []
+    for i, (numbers, target) in enumerate(zip(problems["numbers"], problems["target"])):
+        rng = random.Random(f"r1lab/traces/{seed}/{i}")
+        try:
+            trace = make_trace(numbers, target, rng, max_attempts, behaviours=behaviours, wrong_answer=i in wrong)
+        except ValueError as e:
+            raise ValueError(f"cannot write a trace for problem row {i}: {e}") from None
+        responses.append(trace)
     correct = [
         is_solution(r.rsplit("<answer>", 1)[1].removesuffix("</answer>"), numbers, target)
         for r, numbers, target in zip(responses, problems["numbers"], problems["target"])

@@ -93,6 +93,7 @@ class Engine:
             lr_scheduler=scheduler,
         )
         self.step = 0  # optimizer steps taken
+        self._grad_norm = float("nan")
 
     @property
     def module(self) -> torch.nn.Module:
@@ -112,11 +113,18 @@ class Engine:
         """Accumulate the gradient of ``loss``; on the last micro-batch, take the optimizer step."""
         self.ds.set_gradient_accumulation_boundary(last_micro_batch)
         self.ds.backward(loss, scale_wrt_gas=False)
+        if last_micro_batch and self.cfg.zero_stage == 0:
+            # without ZeRO DeepSpeed clips but does not report the norm: measure it before the step
+            grads = [p.grad.detach().norm() for p in self.module.parameters() if p.grad is not None]
+            self._grad_norm = float(torch.stack(grads).norm()) if grads else 0.0
         self.ds.step()  # a no-op except at the boundary
         if last_micro_batch:
             self.step += 1
 
     def grad_norm(self) -> float:
+        """Global gradient norm of the last optimizer step, before clipping."""
+        if self.cfg.zero_stage == 0:
+            return self._grad_norm
         norm = self.ds.get_global_grad_norm()
         return float(norm) if norm is not None else float("nan")
 

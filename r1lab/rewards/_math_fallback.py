@@ -2,19 +2,20 @@
 
 Symbolic algebra can take unbounded time on innocent-looking input, and a Python thread cannot
 be interrupted, so each check runs in a separate process. A worker that misses its deadline is
-killed and replaced; its item scores 0. Workers are ``spawn``-ed (safe next to CUDA and threads,
-and from any thread), created lazily on first use, reused across calls, and shut down at exit.
-They also exit by themselves if the parent dies.
+killed and replaced; its item scores 0. Workers are fresh interpreters (safe next to CUDA and
+threads, startable from any thread), created lazily on first use, reused across calls, and shut
+down at exit. They also exit by themselves if the parent dies.
 """
 from __future__ import annotations
 
 import atexit
 import logging
 import math
-import multiprocessing as mp
 import os
 import re
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections import deque
@@ -22,7 +23,6 @@ from multiprocessing.connection import Connection, wait
 
 log = logging.getLogger(__name__)
 
-_CTX = mp.get_context("spawn")
 START_TIMEOUT_S = 60.0  # a worker imports torch (via r1lab.rewards) and sympy before it is ready
 MAX_START_FAILURES = 4  # per call: workers that died before becoming ready
 
@@ -43,8 +43,9 @@ def safe_for_symbolic(s: str) -> bool:
     )
 
 
-def _worker_main(conn: Connection) -> None:
+def _worker_main(task_fd: int, result_fd: int) -> None:
     """Loop of a worker: receive ``(op, args)``, reply ``("done", result)``; ``None`` stops it."""
+    tasks, conn = Connection(task_fd, writable=False), Connection(result_fd, readable=False)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     parent = os.getppid()
 
@@ -62,7 +63,7 @@ def _worker_main(conn: Connection) -> None:
     conn.send(("ready", None))
     while True:
         try:
-            message = conn.recv()
+            message = tasks.recv()
         except (EOFError, OSError):
             return
         if message is None:
@@ -76,31 +77,47 @@ def _worker_main(conn: Connection) -> None:
 
 
 class _Worker:
+    """One worker: a ``python -c`` child talking over two pipes wrapped as ``Connection`` objects.
+
+    Not ``multiprocessing.Process``: its spawn/forkserver start re-imports the caller's
+    ``__main__``, which re-runs scripts that lack an ``if __name__ == "__main__"`` guard.
+    """
+
     def __init__(self) -> None:
-        parent_conn, child_conn = _CTX.Pipe()
-        self.proc = _CTX.Process(
-            target=_worker_main, args=(child_conn,), daemon=True, name="r1lab-math-fallback"
-        )
-        self.proc.start()
-        child_conn.close()
-        self.conn = parent_conn
+        task_r, task_w = os.pipe()
+        result_r, result_w = os.pipe()
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+        code = f"from {__name__} import _worker_main; _worker_main({task_r}, {result_w})"
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", code], pass_fds=(task_r, result_w), env=env, stdin=subprocess.DEVNULL
+            )
+        finally:
+            os.close(task_r)
+            os.close(result_w)
+        self.send_conn = Connection(task_w, readable=False)
+        self.conn = Connection(result_r, writable=False)
         self.ready = False
         self.started = time.monotonic()
         self.task: int | None = None
         self.deadline = math.inf
 
     def kill(self) -> None:
-        if self.proc.is_alive():
+        if self.proc.poll() is None:
             self.proc.kill()
-        self.proc.join(timeout=5.0)
+        try:
+            self.proc.wait(timeout=5.0)
+        except subprocess.TimeoutExpired:
+            log.warning("math fallback worker %d did not exit after SIGKILL", self.proc.pid)
+        self.send_conn.close()
         self.conn.close()
 
     def stop(self) -> None:
         try:
-            self.conn.send(None)
-        except (OSError, ValueError):
+            self.send_conn.send(None)
+            self.proc.wait(timeout=1.0)
+        except (OSError, ValueError, subprocess.TimeoutExpired):
             pass
-        self.proc.join(timeout=1.0)
         self.kill()
 
 
@@ -118,14 +135,22 @@ class FallbackPool:
         if self._pid != os.getpid():
             # Forked copy of the pool: the workers belong to the parent process.
             self._workers, self._pid = [], os.getpid()
-        while len(self._workers) < self.size:
+        while len(self._workers) < self.size and self._start():
+            pass
+
+    def _start(self) -> bool:
+        try:
             self._workers.append(_Worker())
+        except OSError as err:  # no processes or pipes left: symbolic checks score 0 for now
+            log.error("cannot start a math fallback worker: %s", err)
+            return False
+        return True
 
     def _replace(self, worker: _Worker) -> None:
         worker.kill()
         self._workers.remove(worker)
         if not self._closed:
-            self._workers.append(_Worker())
+            self._start()
 
     def warm(self, timeout: float = START_TIMEOUT_S) -> bool:
         """Start the workers and wait until they are ready (benchmarks time the warm pool)."""
@@ -151,13 +176,13 @@ class FallbackPool:
             start_failures = 0
             while pending or any(w.task is not None for w in self._workers):
                 now = time.monotonic()
-                if now >= batch_deadline or start_failures >= MAX_START_FAILURES:
+                if now >= batch_deadline or start_failures >= MAX_START_FAILURES or not self._workers:
                     break
                 for w in list(self._workers):
                     if w.ready and w.task is None and pending:
                         index = pending.popleft()
                         try:
-                            w.conn.send(tasks[index])
+                            w.send_conn.send(tasks[index])
                         except (OSError, ValueError):
                             pending.appendleft(index)
                             self._replace(w)

@@ -7,6 +7,8 @@ to math-verify's ``parse``/``verify``. The parent has already refused unsafe str
 """
 from __future__ import annotations
 
+import logging
+
 import sympy
 
 from r1lab.rewards._math_compare import MAX_FACTORIAL, compare, fast_expr_equal
@@ -14,6 +16,9 @@ from r1lab.rewards._math_normalize import normalize
 from r1lab.rewards._math_parse import parse_answer
 
 MAX_SYMBOLIC_EXPONENT = 1000
+
+# math-verify warns on every call that its own timeouts are off; the parent's kill is the timeout.
+logging.getLogger("math_verify").setLevel(logging.ERROR)
 
 
 def to_sympy(node: tuple) -> sympy.Expr:

@@ -27,7 +27,8 @@ cases that pin it down):
   ``monday``, ``(B)`` = ``b``).
 * **Scores 0 because it cannot be decided quickly:** power towers (``9^{9^{9^9}}``), literals over
   400 digits, answers over 1,000 characters, ``\\def`` and other macro definitions, nesting over 40
-  levels, and anything the symbolic check does not finish within ``timeout_s``.
+  levels, sums/integrals/limits that would need evaluating, and anything the symbolic check does
+  not finish within ``timeout_s``.
 
 How: the box is found from the end of the text with ``str.rfind``; answers are normalised as
 strings (``_math_normalize``) and parsed by a small whitelisted parser (``_math_parse``), with

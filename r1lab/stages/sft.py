@@ -120,7 +120,7 @@ def run_sft(ctx: StageContext) -> None:
             )
             mask = b["loss_mask"][:, 1:]
             loss = reduce_loss(-logp, mask, norm, "token_mean")
-            nll_sum += float(-(logp * mask).sum())
+            nll_sum += float(-(logp.detach() * mask).sum())
             engine.backward(loss, last_micro_batch=i == len(batches) - 1)
         nll = float(dist.all_reduce_sum(torch.tensor(nll_sum)).item()) / max(1, global_tokens)
         elapsed = time.time() - step_start
