@@ -1,11 +1,18 @@
 """Run a recipe's stages in order; each starts from the previous stage's checkpoint.
 
+A stage's output is a model (``checkpoint/``), a dataset (``dataset/``, e.g. rejection sampling),
+or both. The next stage starts from the newest checkpoint (a stage without one passes the model
+it was given on unchanged); ``model: base`` restarts from the run's starting model instead, as
+R1's final SFT restarted from DeepSeek-V3-Base. ``data: previous`` reads the newest dataset of an
+earlier stage. A stage without a checkpoint is not evaluated again: its ``eval.json`` repeats the
+previous figures (``reused_from`` says whose), so the final table still has one row per stage.
+
 Run directory layout::
 
     <run_dir>/config.yaml            resolved config of the whole run
     <run_dir>/base_model/            the tiny model built from config (tiny models only)
     <run_dir>/stages/00-start/eval.json
-    <run_dir>/stages/NN-<name>/      config.yaml, metrics.jsonl, checkpoint/, eval.json, done.json
+    <run_dir>/stages/NN-<name>/      config.yaml, metrics.jsonl, checkpoint/ or dataset/, eval.json, done.json
     <run_dir>/summary.json, summary.md
 
 Resuming (``resume=<run_dir>``) skips stages with ``done.json`` and continues the unfinished one
@@ -15,7 +22,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Callable
 
@@ -23,17 +30,20 @@ import torch
 from omegaconf import OmegaConf
 
 from r1lab.config.schema import RunConfig
-from r1lab.config.validate import Stage
+from r1lab.config.validate import ConfigError, Stage
 from r1lab.data.task import Task, build_task
 from r1lab.engine import dist
 from r1lab.engine.checkpoint import write_json_atomic
 from r1lab.eval.evaluate import evaluate
 from r1lab.models.load import load_model, load_tokenizer
 from r1lab.stages.context import StageContext
+from r1lab.stages.dpo import run_dpo
 from r1lab.stages.grpo import run_grpo
+from r1lab.stages.rejection import DATASET_DIR, run_rejection
 from r1lab.stages.sft import run_sft
 
-STAGES: dict[str, Callable[[StageContext], None]] = {"sft": run_sft, "grpo": run_grpo}
+STAGES: dict[str, Callable[[StageContext], None]] = {"sft": run_sft, "grpo": run_grpo, "rejection": run_rejection, "dpo": run_dpo}
+DATASET_KINDS = ("rejection",)  # stage kinds that write <stage_dir>/dataset/
 
 TABLE_COLUMNS = ("greedy_accuracy", "sampled_accuracy", "pass_at_k", "format_rate", "mean_response_length")
 
@@ -69,6 +79,23 @@ def evaluate_into(model_path: str, run: RunConfig, task: Task, out: Path, seed: 
     return result
 
 
+def check_inputs(stages: list[Stage]) -> None:
+    """Fail before anything runs when ``data: previous`` has no earlier stage writing a dataset."""
+    for i, stage in enumerate(stages):
+        if getattr(stage.cfg, "data", None) == "previous" and not any(s.cfg.kind in DATASET_KINDS for s in stages[:i]):
+            raise ConfigError(
+                f"stages.{stage.name}.data=previous but no earlier stage writes a dataset "
+                f"(kinds that do: {', '.join(DATASET_KINDS)}); add one or give a file path"
+            )
+
+
+def with_inputs(stage: Stage, dataset: str | None) -> Stage:
+    """The stage with ``data: previous`` replaced by the newest earlier dataset's path."""
+    if getattr(stage.cfg, "data", None) != "previous":
+        return stage
+    return replace(stage, cfg=replace(stage.cfg, data=dataset))
+
+
 def run_pipeline(run: RunConfig, stages: list[Stage], run_dir: Path, resolved_yaml: str) -> dict[str, dict]:
     if run.engine.num_threads:
         torch.set_num_threads(run.engine.num_threads)
@@ -78,8 +105,10 @@ def run_pipeline(run: RunConfig, stages: list[Stage], run_dir: Path, resolved_ya
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(resolved_yaml)
     log(f"run directory: {run_dir}")
+    check_inputs(stages)
     task = build_task(run.task)
-    model_path = starting_model(run, run_dir)
+    base_model = model_path = starting_model(run, run_dir)
+    dataset_path = None  # the newest <stage_dir>/dataset/ so far
     results: dict[str, dict] = {}
     if run.eval.initial:
         log(f"evaluating the starting model {model_path}")
@@ -90,7 +119,8 @@ def run_pipeline(run: RunConfig, stages: list[Stage], run_dir: Path, resolved_ya
         if done.exists():
             log(f"stage {stage.dirname}: finished earlier, skipped")
         else:
-            start = stage.cfg.model or model_path
+            start = base_model if stage.cfg.model == "base" else stage.cfg.model or model_path
+            stage = with_inputs(stage, dataset_path)
             log(f"stage {stage.dirname} ({stage.cfg.kind}) from {start}")
             if dist.is_main():
                 stage_dir.mkdir(parents=True, exist_ok=True)
@@ -99,11 +129,21 @@ def run_pipeline(run: RunConfig, stages: list[Stage], run_dir: Path, resolved_ya
             ctx = StageContext(run=run, stage=stage, stage_dir=stage_dir, start_model=start, task=task, group=run_dir.name)
             STAGES[stage.cfg.kind](ctx)
             trained = time.time() - began
-            evaluate_into(str(stage_dir / "checkpoint"), run, task, stage_dir / "eval.json", run.seed)
+            if (stage_dir / "checkpoint").exists():
+                evaluate_into(str(stage_dir / "checkpoint"), run, task, stage_dir / "eval.json", run.seed)
+            elif results and dist.is_main():  # the model did not change: repeat the last figures
+                last = next(reversed(results))
+                write_json_atomic(stage_dir / "eval.json", {**results[last], "reused_from": last})
+            elif not results:
+                evaluate_into(model_path, run, task, stage_dir / "eval.json", run.seed)
+            dist.barrier()
             if dist.is_main():
                 write_json_atomic(done, {"train_seconds": round(trained, 1), "start_model": start})
         results[stage.dirname] = json.loads((stage_dir / "eval.json").read_text())
-        model_path = str(stage_dir / "checkpoint")
+        if (stage_dir / "checkpoint").exists():
+            model_path = str(stage_dir / "checkpoint")
+        if (stage_dir / DATASET_DIR).exists():
+            dataset_path = str(stage_dir / DATASET_DIR)
     if dist.is_main():
         write_json_atomic(run_dir / "summary.json", results)
         table = format_table(results)
@@ -113,14 +153,22 @@ def run_pipeline(run: RunConfig, stages: list[Stage], run_dir: Path, resolved_ya
 
 
 def format_table(results: dict[str, dict]) -> str:
-    """One markdown row per stage (and the starting model) of the held-out figures."""
+    """One markdown row per stage (and the starting model) of the held-out figures.
+
+    A stage that changed no model (rejection sampling) repeats the previous row, marked "(data)".
+    ``language_consistency`` gets a column when every evaluation reports it.
+    """
     any_eval = next(iter(results.values()))
     k = max(int(x) for x in any_eval["pass_at_k"])
+    lang = all(r.get("language_consistency") is not None for r in results.values())
     head = f"| stage | problems | greedy acc | sampled acc (k={any_eval['samples_per_problem']}, T={any_eval['temperature']}) | pass@{k} | format | mean length |"
-    lines = [head, "|" + "---|" * 7]
+    head += " language |" if lang else ""
+    lines = [head, "|" + "---|" * (8 if lang else 7)]
     for name, r in results.items():
-        lines.append(
-            f"| {name} | {r['num_problems']} | {r['greedy_accuracy']:.3f} | {r['sampled_accuracy']:.3f} | "
+        shown = f"{name} (data)" if r.get("reused_from") else name
+        line = (
+            f"| {shown} | {r['num_problems']} | {r['greedy_accuracy']:.3f} | {r['sampled_accuracy']:.3f} | "
             f"{r['pass_at_k'][str(k)]:.3f} | {r['format_rate']:.3f} | {r['mean_response_length']:.1f} |"
         )
+        lines.append(line + (f" {r['language_consistency']:.3f} |" if lang else ""))
     return "\n".join(lines)

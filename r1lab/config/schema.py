@@ -17,8 +17,10 @@ from typing import Any, Optional
 from omegaconf import MISSING
 
 from r1lab.algorithms.advantages import AdvantageConfig
+from r1lab.algorithms.dpo_loss import DPOLossConfig
 from r1lab.algorithms.kl import KLConfig
 from r1lab.algorithms.policy_loss import PolicyLossConfig
+from r1lab.stages.filters import ReadabilityConfig
 
 
 @dataclass
@@ -36,9 +38,25 @@ class TinyModelConfig:
 
 
 @dataclass
+class LoRAConfig:
+    """Low-rank adapters (LoRA, arXiv:2106.09685) via peft: only the adapters train.
+
+    With LoRA the GRPO reference policy is the same model with its adapters switched off, so no
+    second copy of the weights is held. Resumable checkpoints hold the adapters only."""
+
+    enabled: bool = False
+    r: int = 16  # rank of each adapter
+    alpha: int = 32  # scaling numerator: the update is (alpha / r) * B @ A
+    dropout: float = 0.0  # dropout on the adapter input; 0 keeps log-probs deterministic (GRPO)
+    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])  # module names adapted
+    merge_on_save: bool = False  # the stage's exported checkpoint: merged full weights (True) or the adapter alone
+
+
+@dataclass
 class ModelConfig:
     name_or_path: str = MISSING  # hub id, local path, or "tiny" (built from `tiny`)
     tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
+    lora: LoRAConfig = field(default_factory=LoRAConfig)
     template: str = "r1_zero"  # prompt template: r1_zero | r1_zero_short | chat | none
     trust_remote_code: bool = False  # run code shipped with a hub model; off unless asked
     dtype: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16 | float16
@@ -79,6 +97,8 @@ class EngineConfig:
     gradient_checkpointing: bool = False  # recompute activations in backward to save memory
     cpu_shm_allreduce: bool = False  # CPU only: DeepSpeed's shared-memory allreduce (4-min JIT build)
     num_threads: int = 0  # CPU only: torch threads per process; 0 = leave torch's default
+    collective_timeout_minutes: float = 30.0  # a collective (all-reduce, barrier) waiting longer fails, naming rank and operation
+    max_nonfinite_steps: int = 3  # a NaN/inf loss or gradient skips the step; this many consecutive skips stop training
 
 
 @dataclass
@@ -114,8 +134,8 @@ class EvalConfig:
 class StageConfig:
     """Fields every stage has."""
 
-    kind: str = MISSING  # sft | grpo
-    model: Optional[str] = None  # start from this model instead of the previous stage's checkpoint
+    kind: str = MISSING  # sft | grpo | rejection | dpo
+    model: Optional[str] = None  # start from this model (path, hub id, or "base": the run's starting model) instead of the previous stage's
     seed: int = 0
     lr: float = 1e-5  # peak learning rate
     weight_decay: float = 0.0
@@ -131,7 +151,7 @@ class StageConfig:
 @dataclass
 class SFTStageConfig(StageConfig):
     kind: str = "sft"
-    data: str = "traces"  # traces (solver-written cold-start traces of the task) | path to jsonl/parquet
+    data: str = "traces"  # traces (solver-written cold-start traces) | previous (the newest earlier stage's dataset) | path to jsonl/parquet or a save_to_disk folder
     num_examples: int = 0  # 0 = all; else the first N examples
     steps: int = 0  # optimizer steps; 0 = derived from `epochs`
     epochs: float = 1.0
@@ -168,9 +188,57 @@ class GRPOStageConfig(StageConfig):
     overlong: str = "none"  # completions cut at max_new_tokens: none (train on them) | mask (no loss)
     entropy_coef: float = 0.0  # entropy bonus coefficient (0 = logged only)
     logprob_chunk: int = 1024  # positions per chunk when computing log-probs (bounds logits memory)
+    reward_model_path: Optional[str] = None  # sequence-classification reward model (hub id or path) for the `reward_model`/`routed` rewards
+    reward_model_batch_size: int = 16  # sequences per reward-model forward pass
+    reward_model_normalize: str = "sigmoid"  # sigmoid (to (0, 1), the scale of rule rewards) | zscore (in the scored batch) | none
+    reward_routing: dict[str, float] = field(default_factory=dict)  # `routed` reward: rule rewards (name: weight) on verifiable prompts, the reward model on the others
 
 
-STAGE_SCHEMAS: dict[str, type] = {"sft": SFTStageConfig, "grpo": GRPOStageConfig}
+@dataclass
+class SampledPromptsConfig(StageConfig):
+    """Stages that sample k completions per prompt from the current model and judge them."""
+
+    source: str = "train_tail"  # train_tail (last train rows no earlier GRPO stage of the run drew) | path to a problems file
+    num_prompts: int = 256  # prompts sampled (fewer if the source has fewer)
+    samples_per_prompt: int = 8  # k completions per prompt
+    max_new_tokens: int = 256  # longest completion, in tokens
+    temperature: float = 1.0
+    top_p: float = 1.0
+    generation_batch_size: int = 256  # sequences generated together on one process
+    readability: ReadabilityConfig = field(default_factory=ReadabilityConfig)  # what a kept / chosen completion must pass
+
+
+@dataclass
+class RejectionStageConfig(SampledPromptsConfig):
+    """Rejection sampling into an SFT dataset; trains nothing (optimizer fields are ignored)."""
+
+    kind: str = "rejection"
+    max_per_prompt: int = 1  # m: completions kept per prompt (selection=all keeps every accepted one)
+    selection: str = "shortest"  # shortest | random | all
+    dedup: bool = True  # drop rows whose whitespace-collapsed, lowercased prompt and response repeat
+    mix_file: Optional[str] = None  # non-reasoning SFT data (jsonl/parquet: messages, or prompt/response); null = none
+    mix_ratio: float = 3.0  # reasoning rows per non-reasoning row (R1: 600k : 200k = 3)
+
+
+@dataclass
+class DPOStageConfig(SampledPromptsConfig):
+    kind: str = "dpo"
+    data: str = "on_policy"  # on_policy (pairs sampled now, judged by verifier + readability) | jsonl/parquet with prompt/chosen/rejected
+    pairs_per_prompt: int = 1  # on_policy: most pairs built from one prompt's k samples
+    loss: DPOLossConfig = field(default_factory=DPOLossConfig)  # sigmoid (DPO) | ipo | simpo, with beta
+    steps: int = 0  # optimizer steps; 0 = derived from `epochs`
+    epochs: float = 1.0
+    batch_size: int = 32  # global pairs per optimizer step (micro_batch_per_device counts pairs too)
+    max_length: int = 512  # tokens per sequence (prompt + response); longer ones are truncated
+    logprob_chunk: int = 1024  # positions per chunk when computing log-probs (bounds logits memory)
+
+
+STAGE_SCHEMAS: dict[str, type] = {
+    "sft": SFTStageConfig,
+    "grpo": GRPOStageConfig,
+    "rejection": RejectionStageConfig,
+    "dpo": DPOStageConfig,
+}
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Start-up validation: turn the composed config into typed objects or fail with one line."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -38,8 +38,9 @@ def typed_stage(name: str, raw: Any) -> StageConfig:
     try:
         merged = OmegaConf.merge(schema, raw)
     except OmegaConfBaseException as err:
-        key = getattr(err, "full_key", None) or getattr(err, "key", None)
-        raise ConfigError(f"stages.{name}: {err.msg if hasattr(err, 'msg') else err} (key: {key})") from None
+        first_line = str(err).splitlines()[0]
+        valid = ", ".join(f.name for f in fields(STAGE_SCHEMAS[kind]))
+        raise ConfigError(f"stages.{name} ({kind}): {first_line}; valid keys: {valid}") from None
     return OmegaConf.to_object(merged)
 
 

@@ -5,6 +5,7 @@ DeepSpeed does not look for MPI. Under ``deepspeed`` or ``torchrun`` they come f
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import socket
@@ -20,6 +21,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+class CollectiveTimeout(RuntimeError):
+    """A collective did not complete in ``engine.collective_timeout_minutes``: another rank is gone or stuck."""
+
+
+_timeout_minutes = 30.0
+
+
 def device() -> torch.device:
     if torch.cuda.is_available():
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
@@ -27,9 +35,15 @@ def device() -> torch.device:
 
 
 def init_distributed(cpu_shm_allreduce: bool = False, timeout_minutes: float = 30.0) -> None:
-    """Initialise the process group once (gloo on CPU, nccl on GPU)."""
+    """Initialise the process group once (gloo on CPU, nccl on GPU).
+
+    ``timeout_minutes`` bounds every collective: one that waits longer raises (gloo) or aborts
+    the process (NCCL's watchdog), instead of hanging a job whose other rank has died.
+    """
+    global _timeout_minutes
     if torch_dist.is_available() and torch_dist.is_initialized():
         return
+    _timeout_minutes = timeout_minutes
     for key, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1"), ("MASTER_ADDR", "127.0.0.1")):
         os.environ.setdefault(key, value)
     os.environ.setdefault("MASTER_PORT", str(_free_port()))
@@ -60,16 +74,48 @@ def is_main() -> bool:
     return rank() == 0
 
 
-def barrier() -> None:
-    if world_size() > 1:
-        torch_dist.barrier()
+def _is_timeout(err: BaseException) -> bool:
+    text = str(err).lower()
+    return "timed out" in text or "timeout" in text
 
 
-def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+@contextlib.contextmanager
+def collective(operation: str):
+    """Turn a timed-out collective inside the block into a `CollectiveTimeout` naming rank and operation."""
+    try:
+        yield
+    except RuntimeError as err:  # torch.distributed.DistBackendError is a RuntimeError
+        if isinstance(err, CollectiveTimeout) or not _is_timeout(err):
+            raise
+        raise CollectiveTimeout(
+            f"rank {rank()} of {world_size()}: {operation} did not complete within "
+            f"engine.collective_timeout_minutes={_timeout_minutes:g}; another rank has probably "
+            f"crashed or is stuck (see its log). Underlying error: {err}"
+        ) from err
+
+
+def barrier(operation: str = "barrier") -> None:
     if world_size() > 1:
-        t = t.clone()
-        torch_dist.all_reduce(t, op=torch_dist.ReduceOp.SUM)
+        with collective(operation):
+            torch_dist.barrier()
+
+
+def all_reduce_sum(t: torch.Tensor, operation: str = "all_reduce") -> torch.Tensor:
+    """Sum ``t`` over ranks; returned on ``t``'s device (NCCL needs the GPU copy, gloo the CPU one)."""
+    if world_size() > 1:
+        home = t.device
+        t = t.to(device(), copy=True)
+        with collective(operation):
+            torch_dist.all_reduce(t, op=torch_dist.ReduceOp.SUM)
+        t = t.to(home)
     return t
+
+
+def any_rank(flag: bool, operation: str = "all_reduce (any rank)") -> bool:
+    """True on every rank if ``flag`` is true on any rank."""
+    if world_size() == 1:
+        return flag
+    return bool(all_reduce_sum(torch.tensor([1.0 if flag else 0.0]), operation).item() > 0)
 
 
 def all_gather_objects(obj):
@@ -77,5 +123,6 @@ def all_gather_objects(obj):
     if world_size() == 1:
         return [obj]
     out = [None] * world_size()
-    torch_dist.all_gather_object(out, obj)
+    with collective("all_gather_object"):
+        torch_dist.all_gather_object(out, obj)
     return out

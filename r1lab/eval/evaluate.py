@@ -1,26 +1,108 @@
 """Held-out evaluation of a model on a task split, written to a stage's ``eval.json``.
 
 Per problem: one greedy completion, and ``k`` samples at the eval temperature. Figures:
-``greedy_accuracy``; ``sampled_accuracy`` (mean correctness over the k samples: R1's pass@1);
-``pass_at_k`` (unbiased estimator, k = 1, 2, 4, ... k); ``format_rate`` (share of samples with
-R1's strict tag format); ``mean_response_length`` (sampled, in tokens). Problems are sharded over
-ranks and merged in order.
+
+* ``greedy_accuracy``; ``sampled_accuracy`` (mean correctness over the k samples: R1's pass@1);
+* ``pass_at_k``: unbiased estimator (Chen et al., 2021) from all k samples, k = 1, 2, 4, ... k;
+* ``avg_at_k``: mean correctness of the first k' samples; ``maj_at_k``: majority vote over the
+  first k' samples' normalised answers (``r1lab.eval.answers``), ties scored fractionally;
+* ``format_rate`` (share of samples with R1's strict tag format); ``mean_response_length``
+  (sampled, in tokens); ``answer_distance`` (countdown: mean capped |value - target|);
+* ``ci95``: 95% percentile-bootstrap interval of each figure above, resampling problems
+  (1,000 resamples, fixed seed): the k samples of a problem are correlated, problems are not;
+* ``by_difficulty``: the main figures per difficulty label (``r1lab.eval.answers``);
+* ``behaviours``: reasoning behaviours of the sampled completions (``r1lab.eval.behaviours``),
+  mean occurrences per completion and share of completions showing each.
+
+Problems are sharded over ranks, generated, gathered in order and scored on every rank.
+``evaluate`` is what the pipeline calls; ``evaluate_with_samples`` also returns one record per
+completion (``samples.jsonl`` of ``r1lab-eval``); ``scaling_curve`` measures test-time scaling.
 """
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
+from datasets import Dataset
 
 from r1lab.config.schema import EvalConfig
 from r1lab.data.task import Task
 from r1lab.engine import dist
-from r1lab.eval.metrics import ks_up_to, mean_pass_at_k
+from r1lab.eval.answers import DISTANCE_CAP, task_analysis
+from r1lab.eval.behaviours import BEHAVIOURS, behaviour_counts, behaviour_summary
+from r1lab.eval.metrics import bootstrap_ci, ks_up_to, majority_correct, pass_at_k_per_problem
 from r1lab.models.templates import encode_prompt, full_response
 from r1lab.rewards import get_reward
 from r1lab.rollout.sampler import SamplingParams, generate
+
+BY_DIFFICULTY_FIGURES = ("greedy_accuracy", "sampled_accuracy", "pass@k", "maj@k", "answer_distance")
+
+
+@dataclass
+class Rollouts:
+    """Completions of P problems, k each, merged over ranks in problem order."""
+
+    texts: list[list[str]]  # [P][k] generated text (after the prompt)
+    lengths: np.ndarray  # [P, k] generated tokens
+    stopped: np.ndarray  # [P, k] ended on a stop string or EOS (False: cut at max_new_tokens)
+    seconds: float  # wall time of the generation (the slowest rank)
+
+
+@dataclass
+class Scored:
+    """Per-completion judgements of a :class:`Rollouts`, all ``[P, k]``."""
+
+    responses: list[list[str]]  # full responses as rewards see them (template's <think> added)
+    correct: np.ndarray  # 0/1
+    formatted: np.ndarray  # 0/1 strict R1 format
+    keys: list[list[str | None]]  # normalised answers (majority-vote keys)
+    distance: np.ndarray | None  # capped distance to the right answer, None for tasks without one
+    behaviours: dict[str, np.ndarray]  # behaviour -> [P, k] counts
+
+
+def select_problems(task: Task, cfg: EvalConfig) -> Dataset:
+    ds = task.split(cfg.split)
+    if cfg.num_problems:
+        ds = ds.select(range(min(cfg.num_problems, len(ds))))
+    return ds
+
+
+def generate_rollouts(
+    model,
+    tokenizer,
+    task: Task,
+    template: str,
+    problems: Dataset,
+    k: int,
+    params: SamplingParams,
+    batch_size: int,
+    generator: torch.Generator | None = None,
+) -> Rollouts:
+    """k completions of each problem (this rank's share, then gathered from all ranks)."""
+    mine = list(range(dist.rank(), len(problems), dist.world_size()))
+    prompts = [encode_prompt(tokenizer, template, task.question(r)) for r in problems.select(mine)]
+    start = time.time()
+    out = generate(model, tokenizer, [p for p in prompts for _ in range(k)], params, batch_size, generator)
+    local = {
+        "index": mine,
+        "texts": [c.text for c in out],
+        "lengths": [len(c.token_ids) for c in out],
+        "stopped": [c.stopped for c in out],
+        "seconds": time.time() - start,
+    }
+    merged = dist.all_gather_objects(local)
+    order = np.argsort(np.concatenate([np.asarray(m["index"], dtype=np.int64) for m in merged]), kind="stable")
+    texts = [t for m in merged for t in m["texts"]]
+    by_problem = [texts[i * k : (i + 1) * k] for i in range(len(texts) // k)]
+    return Rollouts(
+        texts=[by_problem[i] for i in order],
+        lengths=np.concatenate([np.asarray(m["lengths"], dtype=np.int64) for m in merged]).reshape(-1, k)[order],
+        stopped=np.concatenate([np.asarray(m["stopped"], dtype=bool) for m in merged]).reshape(-1, k)[order],
+        seconds=max(m["seconds"] for m in merged),
+    )
 
 
 def score(task: Task, template: str, texts: list[str], rows: dict[str, list]) -> dict[str, np.ndarray]:
@@ -32,49 +114,192 @@ def score(task: Task, template: str, texts: list[str], rows: dict[str, list]) ->
     return {"correct": correct, "format": formatted}
 
 
+def score_rollouts(task: Task, template: str, rollouts: Rollouts, rows: dict[str, list]) -> Scored:
+    """Judge every completion; ``rows`` are the P problems' columns."""
+    p, k = rollouts.lengths.shape
+    flat = [t for ts in rollouts.texts for t in ts]
+    rep = {c: [v for v in rows[c] for _ in range(k)] for c in rows}
+    basic = score(task, template, flat, rep)
+    responses = [full_response(template, t) for t in flat]
+    analysis = task_analysis(task)
+    keys = analysis.answer_keys(responses, rep)
+    distance = analysis.distances(responses, rep)
+    return Scored(
+        responses=[responses[i * k : (i + 1) * k] for i in range(p)],
+        correct=basic["correct"].reshape(p, k),
+        formatted=basic["format"].reshape(p, k),
+        keys=[keys[i * k : (i + 1) * k] for i in range(p)],
+        distance=None if distance is None else distance.reshape(p, k),
+        behaviours={b: c.reshape(p, k) for b, c in behaviour_counts(flat).items()},
+    )
+
+
+def per_problem_figures(greedy: Scored, sampled: Scored, lengths: np.ndarray) -> dict[str, np.ndarray]:
+    """Each figure as ``[P]`` per-problem values; the figure is their mean."""
+    k = sampled.correct.shape[1]
+    figures = {
+        "greedy_accuracy": greedy.correct[:, 0].astype(float),
+        "sampled_accuracy": sampled.correct.mean(1),
+        "format_rate": sampled.formatted.mean(1),
+        "mean_response_length": lengths.mean(1).astype(float),
+    }
+    for kk in ks_up_to(k):
+        figures[f"pass@{kk}"] = pass_at_k_per_problem(sampled.correct, kk)
+        figures[f"avg@{kk}"] = sampled.correct[:, :kk].mean(1)
+        figures[f"maj@{kk}"] = majority_correct(sampled.keys, sampled.correct, kk)
+    if sampled.distance is not None:
+        figures["answer_distance"] = sampled.distance.mean(1)
+    return figures
+
+
+def summarize(
+    greedy: Scored, sampled: Scored, lengths: np.ndarray, difficulty: list[str], seed: int = 0
+) -> dict[str, Any]:
+    """The analysis figures of eval.json (everything but the run settings)."""
+    k = sampled.correct.shape[1]
+    figures = per_problem_figures(greedy, sampled, lengths)
+    mean = {name: float(v.mean()) if v.size else float("nan") for name, v in figures.items()}
+    ks = ks_up_to(k)
+    by_difficulty = {}
+    labels = np.asarray(difficulty)
+    for label in sorted(set(difficulty)):
+        sel = labels == label
+        row = {"num_problems": int(sel.sum())}
+        for name in BY_DIFFICULTY_FIGURES:
+            source = name.replace("@k", f"@{k}")
+            if source in figures:
+                row[name] = float(figures[source][sel].mean())
+        by_difficulty[label] = row
+    return {
+        "greedy_accuracy": mean["greedy_accuracy"],
+        "sampled_accuracy": mean["sampled_accuracy"],
+        "pass_at_k": {str(kk): mean[f"pass@{kk}"] for kk in ks},
+        "avg_at_k": {str(kk): mean[f"avg@{kk}"] for kk in ks},
+        "maj_at_k": {str(kk): mean[f"maj@{kk}"] for kk in ks},
+        "format_rate": mean["format_rate"],
+        "mean_response_length": mean["mean_response_length"],
+        "answer_distance": mean.get("answer_distance"),
+        "answer_distance_cap": DISTANCE_CAP if "answer_distance" in mean else None,
+        "ci95": {name: list(bootstrap_ci(v, seed=seed)) for name, v in figures.items()},
+        "by_difficulty": by_difficulty,
+        "behaviours": behaviour_summary({b: c.reshape(-1) for b, c in sampled.behaviours.items()}),
+    }
+
+
+def sample_records(
+    task: Task, rows: dict[str, list], difficulty: list[str], kind: str, rollouts: Rollouts, scored: Scored
+) -> list[dict[str, Any]]:
+    """One JSON-ready record per completion (``samples.jsonl``)."""
+    p, k = rollouts.lengths.shape
+    names = list(rows)
+    out = []
+    for i in range(p):
+        row = {c: rows[c][i] for c in names}
+        question = task.question(row)
+        for j in range(k):
+            rec = {
+                "problem": i,
+                "id": row.get("id"),
+                "difficulty": difficulty[i],
+                "kind": kind,
+                "sample": j,
+                "question": question,
+                **{c: row[c] for c in task.reward_columns},
+                "response": scored.responses[i][j],
+                "correct": float(scored.correct[i, j]),
+                "format": float(scored.formatted[i, j]),
+                "answer": scored.keys[i][j],
+                "length": int(rollouts.lengths[i, j]),
+                "stopped": bool(rollouts.stopped[i, j]),
+            }
+            if scored.distance is not None:
+                rec["distance"] = float(scored.distance[i, j])
+            rec.update({b: int(scored.behaviours[b][i, j]) for b in BEHAVIOURS})
+            out.append(rec)
+    return out
+
+
 @torch.no_grad()
-def evaluate(model, tokenizer, task: Task, template: str, cfg: EvalConfig, seed: int = 0) -> dict[str, Any]:
-    ds = task.split(cfg.split)
-    if cfg.num_problems:
-        ds = ds.select(range(min(cfg.num_problems, len(ds))))
-    mine = list(range(dist.rank(), len(ds), dist.world_size()))
-    rows = ds.select(mine)[:]
-    prompts = [encode_prompt(tokenizer, template, task.question(r)) for r in ds.select(mine)]
+def evaluate_with_samples(
+    model, tokenizer, task: Task, template: str, cfg: EvalConfig, seed: int = 0, problems: Dataset | None = None
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Evaluate on ``problems`` (default: ``cfg.split``, first ``cfg.num_problems``); return the
+    eval.json figures and one record per completion (greedy ones first per problem)."""
+    ds = problems if problems is not None else select_problems(task, cfg)
+    rows = ds[:]
     k = cfg.samples
     start = time.time()
-    greedy = generate(model, tokenizer, prompts, SamplingParams(cfg.max_new_tokens, temperature=0.0), cfg.batch_size)
-    gen = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
-    repeated = [p for p in prompts for _ in range(k)]
-    sampled = generate(
-        model, tokenizer, repeated, SamplingParams(cfg.max_new_tokens, cfg.temperature, cfg.top_p), cfg.batch_size, gen
+    greedy = generate_rollouts(
+        model, tokenizer, task, template, ds, 1, SamplingParams(cfg.max_new_tokens, temperature=0.0), cfg.batch_size
     )
-    g = score(task, template, [c.text for c in greedy], rows)
-    rep_rows = {c: [v for v in rows[c] for _ in range(k)] for c in task.reward_columns}
-    s = score(task, template, [c.text for c in sampled], rep_rows)
-    local = {
-        "index": mine,
-        "greedy": g["correct"].tolist(),
-        "correct": s["correct"].reshape(-1, k).tolist() if mine else [],
-        "format": s["format"].tolist(),
-        "length": [len(c.token_ids) for c in sampled],
-    }
-    merged = dist.all_gather_objects(local)
-    order = np.argsort(np.concatenate([m["index"] for m in merged]))
-    greedy_correct = np.concatenate([m["greedy"] for m in merged])[order]
-    correct = np.concatenate([np.asarray(m["correct"]).reshape(-1, k) for m in merged])[order]
-    fmt = np.concatenate([m["format"] for m in merged])
-    lengths = np.concatenate([m["length"] for m in merged])
-    return {
+    gen = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
+    params = SamplingParams(cfg.max_new_tokens, cfg.temperature, cfg.top_p)
+    sampled = generate_rollouts(model, tokenizer, task, template, ds, k, params, cfg.batch_size, gen)
+    g = score_rollouts(task, template, greedy, rows)
+    s = score_rollouts(task, template, sampled, rows)
+    difficulty = task_analysis(task).difficulty(rows)
+    result = {
         "split": cfg.split,
         "num_problems": int(len(ds)),
-        "greedy_accuracy": float(greedy_correct.mean()),
-        "sampled_accuracy": float(correct.mean()),
         "samples_per_problem": k,
         "temperature": cfg.temperature,
         "top_p": cfg.top_p,
-        "pass_at_k": {str(kk): mean_pass_at_k(correct, kk) for kk in ks_up_to(k)},
-        "format_rate": float(fmt.mean()),
-        "mean_response_length": float(lengths.mean()),
         "max_new_tokens": cfg.max_new_tokens,
+        **summarize(g, s, sampled.lengths, difficulty, seed),
+        "truncated_fraction": float((~sampled.stopped).mean()),
         "seconds": round(time.time() - start, 1),
     }
+    records = sample_records(task, rows, difficulty, "greedy", greedy, g)
+    records += sample_records(task, rows, difficulty, "sample", sampled, s)
+    records.sort(key=lambda r: (r["problem"], r["kind"] != "greedy", r["sample"]))
+    return result, records
+
+
+def evaluate(model, tokenizer, task: Task, template: str, cfg: EvalConfig, seed: int = 0) -> dict[str, Any]:
+    """The eval.json figures of ``model`` on ``cfg.split`` (see the module docstring)."""
+    return evaluate_with_samples(model, tokenizer, task, template, cfg, seed)[0]
+
+
+@torch.no_grad()
+def scaling_curve(
+    model,
+    tokenizer,
+    task: Task,
+    template: str,
+    cfg: EvalConfig,
+    samples: list[int],
+    budgets: list[int],
+    seed: int = 0,
+    problems: Dataset | None = None,
+) -> list[dict[str, Any]]:
+    """Test-time scaling: accuracy against samples per problem and the token budget.
+
+    Per budget (``max_new_tokens``) one generation of K = max(samples) samples per problem; then
+    for each k: ``pass@k`` (unbiased, from all K), ``maj@k`` and ``avg@k`` (first k samples),
+    ``tokens_per_problem`` (mean generated tokens of the first k samples, summed) and ``seconds``
+    (the generation's wall time scaled by k/K: an estimate, batching makes k samples cost less
+    than k times one).
+    """
+    ds = problems if problems is not None else select_problems(task, cfg)
+    rows = ds[:]
+    big_k = max(samples)
+    out = []
+    for budget in budgets:
+        gen = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
+        params = SamplingParams(budget, cfg.temperature, cfg.top_p)
+        r = generate_rollouts(model, tokenizer, task, template, ds, big_k, params, cfg.batch_size, gen)
+        s = score_rollouts(task, template, r, rows)
+        for k in sorted(samples):
+            out.append(
+                {
+                    "max_new_tokens": budget,
+                    "samples": k,
+                    "tokens_per_problem": float(r.lengths[:, :k].sum(1).mean()),
+                    "seconds": r.seconds * k / big_k,
+                    "pass_at_k": float(pass_at_k_per_problem(s.correct, k).mean()),
+                    "maj_at_k": float(majority_correct(s.keys, s.correct, k).mean()),
+                    "avg_at_k": float(s.correct[:, :k].mean()),
+                    "format_rate": float(s.formatted[:, :k].mean()),
+                }
+            )
+    return out

@@ -2,6 +2,6 @@
 from r1lab.rewards.registry import REWARDS, RewardOutput, combine_rewards, get_reward, register_reward
 
 # Importing the reward modules registers them.
-from r1lab.rewards import countdown, format, language, math  # noqa: E402,F401  isort: skip
+from r1lab.rewards import countdown, format, language, math, reward_model  # noqa: E402,F401  isort: skip
 
 __all__ = ["REWARDS", "RewardOutput", "combine_rewards", "get_reward", "register_reward"]

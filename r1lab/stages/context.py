@@ -14,6 +14,7 @@ from r1lab.data.task import Task
 from r1lab.engine import dist
 from r1lab.engine.engine import Engine, OptimSettings
 from r1lab.models.load import load_model, load_tokenizer
+from r1lab.models.lora import apply_lora, is_adapter_dir, load_base_with_adapter
 from r1lab.tracking.tracker import Tracker
 
 
@@ -41,8 +42,16 @@ class StageContext:
         return self.stage_dir / "resume"
 
     def load_policy(self):
-        tokenizer = load_tokenizer(self.start_model, self.run.model)
-        model = load_model(self.start_model, self.run.model)
+        check_batch_sizes(self.stage.name, self.cfg, dist.world_size())  # before any heavy work
+        start, lora = self.start_model, self.run.model.lora
+        if is_adapter_dir(start):  # a LoRA stage exported without merging: fold its adapter in
+            model = load_base_with_adapter(start, lambda path: load_model(path, self.run.model))
+            tokenizer = load_tokenizer(model.config._name_or_path, self.run.model)
+        else:
+            model = load_model(start, self.run.model)
+            tokenizer = load_tokenizer(start, self.run.model)
+        if lora.enabled:
+            model = apply_lora(model, lora)
         return model, tokenizer
 
     def engine(self, model: torch.nn.Module, total_steps: int) -> Engine:
@@ -76,6 +85,29 @@ def per_rank(global_count: int, field: str) -> int:
     if global_count % world:
         raise ConfigError(f"{field}={global_count} is not divisible by the {world} data-parallel ranks")
     return global_count // world
+
+
+def check_batch_sizes(name: str, cfg, world: int) -> None:
+    """Fail at start, with the numbers, on batch sizes the data-parallel ranks cannot split.
+
+    Every rank must get the same number of sequences (and so of micro-batches: ZeRO-3 gathers
+    weights collectively at each forward, so all ranks must run the same passes). SFT: a rank's
+    share must also split into equal micro-batches of ``micro_batch_per_device`` (or fit in one).
+    """
+    field = "prompts_per_step" if cfg.kind == "grpo" else "batch_size"
+    total = getattr(cfg, field)
+    if total % world:
+        raise ConfigError(
+            f"stages.{name}.{field}={total} is not divisible by the {world} data-parallel ranks "
+            f"(use a multiple of {world})"
+        )
+    micro = cfg.micro_batch_per_device
+    if cfg.kind == "sft" and total // world > micro and (total // world) % micro:
+        raise ConfigError(
+            f"stages.{name}.batch_size={total} over {world} ranks gives {total // world} sequences per rank, "
+            f"which does not split into micro-batches of micro_batch_per_device={micro}; make batch_size a "
+            f"multiple of world_size x micro_batch_per_device = {world * micro}, or change micro_batch_per_device"
+        )
 
 
 def micro_batches(items: list, size: int) -> list[list]:

@@ -24,8 +24,10 @@ from r1lab.algorithms.reduce import LossNorm, reduce_loss
 from r1lab.engine import dist
 from r1lab.models.forward import token_logprobs
 from r1lab.models.load import load_model
+from r1lab.models.lora import adapters_off, is_lora
 from r1lab.models.templates import encode_prompt, full_response
 from r1lab.rewards import combine_rewards
+from r1lab.rewards.reward_model import configure_reward_model
 from r1lab.rollout.sampler import SamplingParams, generate
 from r1lab.stages.context import StageContext, micro_batches, per_rank, step_indices
 
@@ -60,7 +62,8 @@ def run_grpo(ctx: StageContext) -> None:
     engine = ctx.engine(model, total_updates)
     reference = None
     if cfg.kl.needs_reference:
-        reference = load_model(ctx.start_model, ctx.run.model).to(engine.device).eval().requires_grad_(False)
+        # LoRA: the reference is the policy itself with its adapters off (`adapters_off`), no copy
+        reference = engine.module if is_lora(engine.module) else load_model(ctx.start_model, ctx.run.model).to(engine.device).eval().requires_grad_(False)
     tracker = ctx.tracker(cfg.steps)
     engine.load(ctx.resume_dir)
     pad = tokenizer.pad_token_id
@@ -68,6 +71,7 @@ def run_grpo(ctx: StageContext) -> None:
     correctness = ctx.task.correctness_reward
     # zero-weighted components are computed for the metrics only
     reward_weights = {correctness: 0.0, "format": 0.0, **cfg.rewards}
+    configure_reward_model(cfg.reward_model_path, cfg.reward_model_batch_size, cfg.reward_model_normalize, cfg.reward_routing)
 
     while engine.step < total_updates:
         step = engine.step // cfg.updates_per_batch
@@ -79,7 +83,8 @@ def run_grpo(ctx: StageContext) -> None:
         prompts = [p for p in prompt_ids for _ in range(G)]
         gen = torch.Generator(device=engine.device).manual_seed(cfg.seed * 1_000_003 + step * 1009 + dist.rank())
         engine.eval()
-        completions = generate(engine.module, tokenizer, prompts, sampling, batch_size=len(prompts), generator=gen)
+        with engine.gathered():  # ZeRO-3: full weights for sampling
+            completions = generate(engine.module, tokenizer, prompts, sampling, batch_size=len(prompts), generator=gen)
         engine.train()
         t_gen = time.time()
 
@@ -107,7 +112,8 @@ def run_grpo(ctx: StageContext) -> None:
                 if need_old:
                     old_logps.append(token_logprobs(engine.module, **b, chunk_size=cfg.logprob_chunk, temperature=cfg.temperature)[0])
                 if reference is not None:
-                    ref_logps.append(token_logprobs(reference, **b, chunk_size=cfg.logprob_chunk, temperature=cfg.temperature)[0])
+                    with adapters_off(reference):
+                        ref_logps.append(token_logprobs(reference, **b, chunk_size=cfg.logprob_chunk, temperature=cfg.temperature)[0])
         if reference is not None and cfg.kl.in_reward:
             penalised = rewards.clone()
             for j, (mb, b) in enumerate(zip(mbs, batches)):
@@ -168,6 +174,7 @@ def run_grpo(ctx: StageContext) -> None:
             "loss": loss_sum,
             "lr": engine.lr(),
             "grad_norm": engine.grad_norm(),
+            "nonfinite_steps": engine.nonfinite_steps,
             "reward": r_sum / n,
             "reward_std": max(0.0, r_sq / n - (r_sum / n) ** 2) ** 0.5,
             "accuracy": c_sum / n,
@@ -191,5 +198,7 @@ def run_grpo(ctx: StageContext) -> None:
         tracker.log(step + 1, metrics)
         if cfg.save_every and (step + 1) % cfg.save_every == 0 and engine.step < total_updates:
             engine.save(ctx.resume_dir, {"stage": ctx.stage.name}, keep=cfg.keep_checkpoints)
+        if engine.preempted():  # SIGTERM: save this step and exit (r1lab.engine.signals)
+            engine.save_and_exit(ctx.resume_dir, {"stage": ctx.stage.name}, cfg.keep_checkpoints, tracker.finish)
     tracker.finish()
-    engine.save_pretrained(ctx.checkpoint_dir, tokenizer)
+    engine.save_pretrained(ctx.checkpoint_dir, tokenizer, merge_lora=ctx.run.model.lora.merge_on_save)

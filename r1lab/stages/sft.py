@@ -3,8 +3,11 @@
 Kept from R1: a small set of long, readable reasoning traces in the final response format
 (``<think>`` reasoning then ``<answer>``), trained with the loss on the response only.
 Data: ``data: traces`` uses the task's solver-written traces (search, dead ends, verification);
-any other value is a jsonl/parquet file with ``prompt``/``response`` columns (prompt = question)
-or ``messages`` (rendered with the model's chat template).
+``data: previous`` reads the newest dataset an earlier stage wrote (rejection sampling; the
+pipeline puts its path here); any other value is a jsonl/parquet file or a ``save_to_disk`` folder
+with ``prompt``/``response`` columns (prompt = question, wrapped in the model's template) and/or
+``messages`` (non-reasoning chat rows: rendered by ``r1lab.stages.filters.render_messages``, with
+the chat template under ``model.template=chat``, else as ``User: ...\nAssistant: ...`` lines).
 
 Loss: token mean over every response token of the optimizer step (all micro-batches, all ranks),
 so gradient accumulation and the number of ranks do not change it.
@@ -20,6 +23,7 @@ from r1lab.engine import dist
 from r1lab.models.forward import token_logprobs
 from r1lab.models.templates import encode_prompt
 from r1lab.stages.context import StageContext, ceil_div, micro_batches, per_rank, step_indices
+from r1lab.stages.filters import render_messages
 
 Example = tuple[list[int], list[int]]  # (prompt ids, response ids)
 
@@ -37,18 +41,35 @@ def load_examples(ctx: StageContext, tokenizer) -> list[Example]:
         )
         prompts = [ctx.task.question(row) for row in ds]
         responses = ds["response"]
+        chats = [None] * len(prompts)
     else:
+        from pathlib import Path
+
+        from datasets import load_from_disk
+
         from r1lab.data.files import load_table, require_columns
 
-        ds = load_table(cfg.data, field=f"stages.{ctx.stage.name}.data")
+        if cfg.data in (None, "previous"):
+            raise ValueError(f"stages.{ctx.stage.name}.data=previous: no earlier stage wrote a dataset")
+        if Path(cfg.data).is_dir():
+            ds = load_from_disk(cfg.data)
+        else:
+            ds = load_table(cfg.data, field=f"stages.{ctx.stage.name}.data")
         if cfg.num_examples:
             ds = ds.select(range(min(cfg.num_examples, len(ds))))
-        require_columns(ds, ["prompt", "response"], source=cfg.data)
-        prompts, responses = ds["prompt"], ds["response"]
+        has_chat = "messages" in ds.column_names
+        require_columns(ds, ["messages"] if has_chat and "prompt" not in ds.column_names else ["prompt", "response"], source=cfg.data)
+        prompts = ds["prompt"] if "prompt" in ds.column_names else [None] * len(ds)
+        responses = ds["response"] if "response" in ds.column_names else [None] * len(ds)
+        chats = ds["messages"] if has_chat else [None] * len(ds)
     eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
     out = []
-    for prompt, response in zip(prompts, responses):
-        p = encode_prompt(tokenizer, template, prompt)
+    for prompt, response, chat in zip(prompts, responses, chats):
+        if chat:  # a non-reasoning conversation: no reasoning template
+            text, response = render_messages(chat, template, tokenizer)
+            p = tokenizer(text, add_special_tokens=template != "chat").input_ids
+        else:
+            p = encode_prompt(tokenizer, template, prompt)
         r = tokenizer(response, add_special_tokens=False).input_ids + eos
         out.append((p, r))
     return out
@@ -130,11 +151,14 @@ def run_sft(ctx: StageContext) -> None:
                 "loss": nll,
                 "lr": engine.lr(),
                 "grad_norm": engine.grad_norm(),
+                "nonfinite_steps": engine.nonfinite_steps,
                 "tokens_per_s": global_tokens / max(elapsed, 1e-9),
                 "step_seconds": elapsed,
             },
         )
         if cfg.save_every and engine.step % cfg.save_every == 0 and engine.step < total_steps:
             engine.save(ctx.resume_dir, {"stage": ctx.stage.name}, keep=cfg.keep_checkpoints)
+        if engine.preempted():  # SIGTERM: save this step and exit (r1lab.engine.signals)
+            engine.save_and_exit(ctx.resume_dir, {"stage": ctx.stage.name}, cfg.keep_checkpoints, tracker.finish)
     tracker.finish()
-    engine.save_pretrained(ctx.checkpoint_dir, tokenizer)
+    engine.save_pretrained(ctx.checkpoint_dir, tokenizer, merge_lora=ctx.run.model.lora.merge_on_save)

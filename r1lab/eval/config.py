@@ -1,0 +1,56 @@
+"""Typed configs of the evaluation apps (``r1lab-eval``, ``r1lab-report``, ``r1lab-compare``).
+
+They live here rather than in ``r1lab.config.schema`` because they configure tools that read a
+finished model or run, not a training run; they reuse its ``TaskConfig`` and ``EvalConfig``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from omegaconf import MISSING
+
+from r1lab.config.schema import EvalConfig, TaskConfig
+
+
+@dataclass
+class ScalingConfig:
+    """Test-time scaling sweep; empty lists = no sweep."""
+
+    samples: list[int] = field(default_factory=list)  # samples per problem, e.g. [1, 2, 4, 8, 16]
+    max_new_tokens: list[int] = field(default_factory=list)  # token budgets, e.g. [64, 128, 256]; empty = [eval.max_new_tokens]
+
+
+@dataclass
+class EvalAppConfig:
+    """``r1lab-eval``: evaluate one model on a task split or a file of problems."""
+
+    model: str = MISSING  # model folder or hub id; or a run's stage dir (its checkpoint/), or a run dir (its last stage)
+    template: Optional[str] = None  # prompt template; default: the run's when `model` is in a run dir, else r1_zero
+    dtype: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16 | float16
+    trust_remote_code: bool = False
+    data_file: Optional[str] = None  # jsonl/parquet problems to evaluate instead of the task's test split
+    out_dir: Optional[str] = None  # default: <stage dir>/eval-<task>-<split> for a run's model, else outputs/eval/<timestamp>
+    inherit_run_config: bool = True  # a run's model: start from the run's `task` and `eval` (command-line overrides win)
+    seed: int = 0  # seed of the sampled completions and of the bootstrap
+    num_threads: int = 0  # CPU torch threads; 0 = torch's default
+    task: TaskConfig = field(default_factory=TaskConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    scaling: ScalingConfig = field(default_factory=ScalingConfig)
+
+
+@dataclass
+class ReportConfig:
+    """``r1lab-report``: plots and one HTML page of a pipeline run."""
+
+    run_dir: str = MISSING  # the run directory (with stages/)
+    out_dir: Optional[str] = None  # default: <run_dir>/report
+    max_completions: int = 20  # completions shown per stage (from samples.jsonl, when present)
+
+
+@dataclass
+class CompareConfig:
+    """``r1lab-compare``: one table and one plot over the runs of a Hydra sweep."""
+
+    sweep_dir: str = MISSING  # multirun/<name>/<timestamp>/ holding one run dir per job
+    out_dir: Optional[str] = None  # default: the sweep dir

@@ -1,0 +1,112 @@
+"""Matplotlib figures of reports, sweeps and test-time scaling (Agg backend, PNG files)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def _save(fig, path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def scaling_plot(rows: list[dict], path: Path, title: str = "Test-time scaling") -> Path:
+    """Accuracy (pass@k solid, maj@k dashed) against generated tokens per problem and against
+    wall time; one colour per token budget, one marker per number of samples."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    budgets = sorted({r["max_new_tokens"] for r in rows})
+    colours = plt.cm.viridis(np.linspace(0.1, 0.85, max(1, len(budgets))))
+    for ax, x_key, x_label in (
+        (axes[0], "tokens_per_problem", "generated tokens per problem (all samples)"),
+        (axes[1], "seconds", "generation wall time (s, estimated per k)"),
+    ):
+        for colour, budget in zip(colours, budgets):
+            sel = sorted((r for r in rows if r["max_new_tokens"] == budget), key=lambda r: r["samples"])
+            x = [max(r[x_key], 1e-9) for r in sel]
+            ax.plot(x, [r["pass_at_k"] for r in sel], "-o", color=colour, label=f"pass@k, max {budget} tokens")
+            ax.plot(x, [r["maj_at_k"] for r in sel], "--s", color=colour, alpha=0.8, label=f"maj@k, max {budget} tokens")
+            for r, xi in zip(sel, x):
+                ax.annotate(f"k={r['samples']}", (xi, r["pass_at_k"]), textcoords="offset points", xytext=(3, 4), fontsize=7)
+        ax.set_xscale("log", base=2)
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.set_xlabel(x_label)
+        ax.set_ylabel("accuracy")
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+    axes[0].set_title("accuracy vs generated tokens")
+    axes[1].set_title("accuracy vs wall time")
+    axes[1].legend(fontsize=7, loc="best")
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def curves_plot(
+    series: dict[str, dict[str, tuple[Sequence[float], Sequence[float]]]],
+    path: Path,
+    title: str,
+    xlabel: str = "optimizer step",
+) -> Path:
+    """A grid with one panel per metric; ``series[metric][line label] = (steps, values)``."""
+    names = list(series)
+    cols = min(3, max(1, len(names)))
+    rows = (len(names) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.6 * rows), squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        for label, (x, y) in series[name].items():
+            ax.plot(x, y, label=label, marker="." if len(x) < 30 else None)
+        ax.set_title(name)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(name)
+        ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 4), useOffset=False)
+        ax.grid(alpha=0.3)
+        if len(series[name]) > 1 or any(lbl for lbl in series[name]):
+            ax.legend(fontsize=8)
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def grouped_bars(
+    groups: Sequence[str],
+    values: dict[str, Sequence[float | None]],
+    path: Path,
+    title: str,
+    ylabel: str,
+    errors: dict[str, Sequence[tuple[float, float] | None]] | None = None,
+    ylim: tuple[float, float] | None = None,
+) -> Path:
+    """One group of bars per entry of ``groups``, one bar per series of ``values`` (with optional
+    [lo, hi] error bars)."""
+    n = max(1, len(values))
+    width = 0.8 / n
+    x = np.arange(len(groups))
+    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(groups) * max(1, n / 2) + 2), 4.5))
+    for i, (label, vals) in enumerate(values.items()):
+        v = np.array([np.nan if a is None else a for a in vals], dtype=float)
+        yerr = None
+        if errors and label in errors:
+            lo = [v[j] - e[0] if e else 0.0 for j, e in enumerate(errors[label])]
+            hi = [e[1] - v[j] if e else 0.0 for j, e in enumerate(errors[label])]
+            yerr = np.clip(np.nan_to_num(np.array([lo, hi])), 0, None)
+        ax.bar(x + (i - (n - 1) / 2) * width, np.nan_to_num(v), width, yerr=yerr, capsize=3, label=label)
+    ax.set_xticks(x)
+    ax.set_xticklabels(groups, rotation=20 if max((len(g) for g in groups), default=0) > 12 else 0, ha="right" if max((len(g) for g in groups), default=0) > 12 else "center", fontsize=8)
+    ax.set_ylabel(ylabel)
+    if ylim:
+        ax.set_ylim(*ylim)
+    ax.set_title(title)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)

@@ -1,0 +1,210 @@
+"""DPO on preference pairs judged by the verifier: preference learning after RL and SFT.
+
+Not R1's own last stage: R1 ends with a second RL round (rule rewards for reasoning, reward models
+for helpfulness and harmlessness). DPO (Rafailov et al., 2023) is the offline, cheaper stand-in
+kept here: no rollouts during training, one frozen reference, a pairwise loss.
+
+Pairs (``data``):
+
+* ``on_policy``: per prompt (``source``, as in the rejection stage) sample k completions from the
+  starting policy; chosen = a correct and readable one (the task's verifier + the readability
+  filters), rejected = an incorrect or unreadable one; prompts without both are skipped and
+  counted in ``report.json``. Pairs are saved to ``<stage_dir>/pairs/`` before training, so a
+  resumed stage trains on the same pairs.
+* a jsonl/parquet file with ``prompt`` (question, wrapped in the model's template), ``chosen``
+  and ``rejected`` (responses after the prompt).
+
+Loss: ``r1lab.algorithms.dpo_loss`` (``loss.name``: sigmoid = DPO, ipo, simpo) on sequence
+log-probs, i.e. ``token_logprobs`` summed over each response's tokens (EOS appended, as in SFT),
+with the response token counts for the length-normalised variants. Reference: the starting
+policy, whose log-probs are computed once before the first update (with the policy itself, which
+*is* the frozen reference at that point: no second copy in memory) and saved next to the pairs;
+``simpo`` needs none. Each micro-batch's loss is its pairs' summed loss times
+``world_size / batch_size`` (global pairs per step): gradients summed over micro-batches and
+averaged over ranks are exactly those of the mean over the step's pairs, whatever the
+accumulation or rank count (the convention of ``r1lab.algorithms.reduce``).
+"""
+from __future__ import annotations
+
+import time
+
+import torch
+from datasets import Dataset, load_from_disk
+
+from r1lab.algorithms.dpo_loss import compute_dpo_loss
+from r1lab.engine import dist
+from r1lab.engine.checkpoint import commit_dir, tmp_path, write_json_atomic
+from r1lab.models.forward import token_logprobs
+from r1lab.models.templates import encode_prompt
+from r1lab.stages.context import StageContext, ceil_div, micro_batches, per_rank, step_indices
+from r1lab.stages.filters import build_pairs
+from r1lab.stages.rejection import prompt_rows, sample_all_ranks
+from r1lab.stages.sft import collate
+
+PairIds = tuple[list[int], list[int], list[int]]  # (prompt, chosen response, rejected response) token ids
+
+
+def on_policy_pairs(ctx: StageContext, model, tokenizer) -> tuple[Dataset, dict]:
+    """Sample, judge and pair (see the module docstring); returns the pairs and the counts."""
+    rows = prompt_rows(ctx)
+    samples = sample_all_ranks(ctx, model, tokenizer, rows)
+    groups: dict[int, list] = {i: [] for i in range(len(rows))}
+    for s in samples:
+        groups[s["row"]].append(s)
+    pairs, counts = build_pairs([groups[i] for i in range(len(rows))], ctx.cfg.pairs_per_prompt, ctx.cfg.seed)
+    correctness = ctx.task.correctness_reward
+    table = {name: [] for name in ("prompt", "chosen", "rejected", "prompt_id", "chosen_sample", "rejected_sample", "rejected_why")}
+    for good, bad in pairs:
+        table["prompt"].append(ctx.task.question(rows[good["row"]]))
+        table["chosen"].append(good["completion"])
+        table["rejected"].append(bad["completion"])
+        table["prompt_id"].append(str(rows[good["row"]]["id"]))
+        table["chosen_sample"].append(good["sample_index"])
+        table["rejected_sample"].append(bad["sample_index"])
+        table["rejected_why"].append(",".join(([] if bad["correct"] else [f"incorrect ({correctness})"]) + bad["failed"]))
+    counts["samples"] = len(samples)
+    counts["accepted_samples"] = sum(bool(s["correct"]) and not s["failed"] for s in samples)
+    return Dataset.from_dict(table), counts
+
+
+def load_pairs(ctx: StageContext, model, tokenizer) -> Dataset:
+    """This stage's pairs: saved ones (resume), else built now and saved (``pairs/``, ``report.json``)."""
+    saved = ctx.stage_dir / "pairs"
+    if saved.exists():
+        return load_from_disk(str(saved))
+    cfg = ctx.cfg
+    if cfg.data == "on_policy":
+        model.to(dist.device())
+        pairs, counts = on_policy_pairs(ctx, model, tokenizer)
+    else:
+        from r1lab.data.files import load_table, require_columns
+
+        pairs = load_table(cfg.data, field=f"stages.{ctx.stage.name}.data")
+        require_columns(pairs, ["prompt", "chosen", "rejected"], source=f"stages.{ctx.stage.name}.data '{cfg.data}'")
+        counts = {"pairs": len(pairs), "file": cfg.data}
+    if dist.is_main():
+        write_json_atomic(ctx.stage_dir / "report.json", counts)
+        print(f"[r1lab] dpo pairs: {counts}", flush=True)
+        if len(pairs):  # an empty set is not saved: a rerun with other settings samples again
+            tmp = tmp_path(saved)
+            pairs.save_to_disk(str(tmp))
+            commit_dir(tmp, saved)
+    dist.barrier()
+    return pairs
+
+
+def tokenize_pairs(pairs: Dataset, tokenizer, template: str) -> list[PairIds]:
+    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+
+    def ids(text: str) -> list[int]:
+        return tokenizer(text, add_special_tokens=False).input_ids + eos
+
+    return [(encode_prompt(tokenizer, template, r["prompt"]), ids(r["chosen"]), ids(r["rejected"])) for r in pairs]
+
+
+def collate_pairs(batch: list[PairIds], pad_id: int, max_length: int) -> dict[str, torch.Tensor]:
+    """Rows ``[2b, T]``: the b chosen sequences, then the b rejected ones (one forward for both)."""
+    return collate([(p, c) for p, c, _ in batch] + [(p, r) for p, _, r in batch], pad_id, max_length, packing=False)
+
+
+def sequence_logps(model, b: dict[str, torch.Tensor], chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed response log-probs ``[2b]`` and response token counts ``[2b]`` of collated rows."""
+    logp, _ = token_logprobs(model, b["input_ids"], b["attention_mask"], b["loss_mask"], chunk_size=chunk, position_ids=b["position_ids"])
+    mask = b["loss_mask"][:, 1:]  # [2b, T-1]
+    return (logp * mask).sum(-1), mask.sum(-1)
+
+
+@torch.no_grad()
+def reference_logps(model, examples: list[PairIds], cfg, pad: int, device) -> torch.Tensor:
+    """``[P, 2]`` (chosen, rejected) summed log-probs of every pair under ``model``, all ranks."""
+    mine = list(range(dist.rank(), len(examples), dist.world_size()))
+    local = []
+    for idx in micro_batches(mine, cfg.micro_batch_per_device):
+        b = {k: v.to(device) for k, v in collate_pairs([examples[i] for i in idx], pad, cfg.max_length).items()}
+        logp, _ = sequence_logps(model, b, cfg.logprob_chunk)
+        local.extend(zip(idx, logp.view(2, -1).t().cpu().tolist()))
+    merged = dict(x for part in dist.all_gather_objects(local) for x in part)
+    return torch.tensor([merged[i] for i in range(len(examples))], dtype=torch.float64)
+
+
+def run_dpo(ctx: StageContext) -> None:
+    cfg, template = ctx.cfg, ctx.run.model.template
+    model, tokenizer = ctx.load_policy()
+    pairs = load_pairs(ctx, model, tokenizer)
+    if len(pairs) == 0:
+        raise ValueError(
+            f"stages.{ctx.stage.name}: no preference pairs (see {ctx.stage_dir / 'report.json'}); "
+            "sample more prompts or samples_per_prompt, or give a pairs file in `data`"
+        )
+    examples = tokenize_pairs(pairs, tokenizer, template)
+    rank_batch = per_rank(cfg.batch_size, f"stages.{ctx.stage.name}.batch_size")
+    total_steps = cfg.steps or ceil_div(int(cfg.epochs * len(examples)), cfg.batch_size)
+    engine = ctx.engine(model, total_steps)
+    tracker = ctx.tracker(total_steps)
+    engine.load(ctx.resume_dir)
+    pad = tokenizer.pad_token_id
+
+    # --- reference log-probs, once: the policy before its first update is the frozen reference ---
+    ref_file = ctx.stage_dir / "reference_logps.pt"
+    if cfg.loss.name == "simpo":
+        ref = torch.zeros(len(examples), 2, dtype=torch.float64)  # reference-free
+    elif ref_file.exists():
+        ref = torch.load(ref_file)
+    else:
+        if engine.step > 0:
+            raise RuntimeError(f"{ref_file} is missing but the stage resumed at step {engine.step}")
+        engine.eval()
+        ref = reference_logps(engine.module, examples, cfg, pad, engine.device)
+        if dist.is_main():
+            torch.save(ref, tmp_path(ref_file))
+            tmp_path(ref_file).rename(ref_file)
+    engine.train()
+
+    while engine.step < total_steps:
+        t0 = time.time()
+        idx = step_indices(engine.step, cfg.batch_size, len(examples), cfg.seed)
+        mine = idx[dist.rank() * rank_batch : (dist.rank() + 1) * rank_batch].tolist()
+        sums = torch.zeros(8, dtype=torch.float64)  # loss, chosen/rejected reward, margin, accuracy, chosen/rejected logp, tokens
+        chunks = micro_batches(mine, cfg.micro_batch_per_device)
+        for j, mb in enumerate(chunks):
+            b = {k: v.to(engine.device) for k, v in collate_pairs([examples[i] for i in mb], pad, cfg.max_length).items()}
+            logp, lengths = sequence_logps(engine.module, b, cfg.logprob_chunk)  # [2b], [2b]
+            n = len(mb)
+            ref_mb = ref[mb].to(engine.device)  # [b, 2]
+            per_pair, stats = compute_dpo_loss(
+                logp[:n], logp[n:], ref_mb[:, 0], ref_mb[:, 1], cfg.loss, lengths[:n], lengths[n:]
+            )  # [b]
+            loss = per_pair.sum() * (dist.world_size() / cfg.batch_size)
+            engine.backward(loss, last_micro_batch=j == len(chunks) - 1)
+            sums += torch.tensor(
+                [float(per_pair.detach().sum()), float(stats["chosen_rewards"].sum()), float(stats["rejected_rewards"].sum()),
+                 float(stats["margins"].sum()), float(stats["accuracy"].sum()), float(logp[:n].detach().sum()),
+                 float(logp[n:].detach().sum()), float(lengths.sum())],
+                dtype=torch.float64,
+            )
+        total = dist.all_reduce_sum(sums).tolist()
+        elapsed = time.time() - t0
+        mean = [x / cfg.batch_size for x in total]
+        tracker.log(
+            engine.step,
+            {
+                "loss": mean[0],
+                "rewards/chosen": mean[1],
+                "rewards/rejected": mean[2],
+                "rewards/margin": mean[3],
+                "rewards/accuracy": mean[4],
+                "logps/chosen": mean[5],
+                "logps/rejected": mean[6],
+                "lr": engine.lr(),
+                "grad_norm": engine.grad_norm(),
+                "nonfinite_steps": engine.nonfinite_steps,
+                "tokens_per_s": total[7] / max(elapsed, 1e-9),
+                "step_seconds": elapsed,
+            },
+        )
+        if cfg.save_every and engine.step % cfg.save_every == 0 and engine.step < total_steps:
+            engine.save(ctx.resume_dir, {"stage": ctx.stage.name}, keep=cfg.keep_checkpoints)
+        if engine.preempted():  # SIGTERM: save this step and exit (r1lab.engine.signals)
+            engine.save_and_exit(ctx.resume_dir, {"stage": ctx.stage.name}, cfg.keep_checkpoints, tracker.finish)
+    tracker.finish()
+    engine.save_pretrained(ctx.checkpoint_dir, tokenizer, merge_lora=ctx.run.model.lora.merge_on_save)

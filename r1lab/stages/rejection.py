@@ -1,0 +1,305 @@
+"""Rejection sampling: the RL checkpoint writes the next SFT stage's data (DeepSeek-R1, section 2.3.3).
+
+Kept from R1: sample several completions per prompt from the converged RL model, keep only the
+correct ones (the task's verifier), filter out unreadable reasoning (malformed tags, mixed
+languages, code blocks; here also length limits and degenerate repetition), keep a few per
+prompt, and mix the result with non-reasoning SFT data (R1: ~600k reasoning : ~200k
+non-reasoning = 3 : 1). Dropped: R1's generative judge (DeepSeek-V3 grading answers that rules
+cannot check) -- correctness here is the rule verifier only -- and R1's scale.
+
+Prompts (``source``):
+
+* ``train_tail``: the last ``num_prompts`` rows of the task's train split, skipping every row
+  whose ``id`` an earlier GRPO stage of this run drew (replayed exactly from that stage's
+  ``seed``, ``steps`` and ``prompts_per_step``), so the SFT data comes from prompts RL never
+  trained on. Countdown's train split repeats problems; skipping by ``id`` skips the repeats too.
+* a path: a problems file in the task's own layout (Countdown numbers/target; GSM8K or MATH).
+
+Output, in ``<stage_dir>/``:
+
+* ``dataset/`` (``datasets.save_to_disk``, written to ``dataset.tmp`` then renamed): one row per
+  kept sample -- ``prompt`` (question text), ``response`` (the completion after the prompt, as the
+  SFT stage trains on it), ``kind`` (``reasoning``), ``prompt_id``, ``sample_index``,
+  ``difficulty``, ``reward_<component>``, ``num_tokens``, ``source_checkpoint`` -- then the mixed
+  non-reasoning rows (``kind`` = ``non_reasoning``, the conversation in ``messages``, provenance
+  fields empty, ``source`` = the file). A following ``sft`` stage reads it with ``data: previous``.
+* ``report.json``: counts and acceptance rates per difficulty bucket and per filter.
+
+The stage trains nothing and writes no checkpoint: the pipeline passes the model it was given on
+to the next stage unchanged. Prompts are sharded over data-parallel ranks; rank 0 writes.
+"""
+from __future__ import annotations
+
+import shutil
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from datasets import Dataset, Features, List, Value
+
+from r1lab.config.validate import typed_stage
+from r1lab.data.task import Task
+from r1lab.engine import dist
+from r1lab.engine.checkpoint import commit_dir, tmp_path, write_json_atomic
+from r1lab.models.templates import encode_prompt, full_response
+from r1lab.rewards import combine_rewards
+from r1lab.rollout.sampler import SamplingParams, generate
+from r1lab.stages.context import StageContext, step_indices
+from r1lab.stages.filters import (
+    Sample,
+    acceptance_report,
+    accepted,
+    active_filters,
+    chat_messages,
+    dedup,
+    difficulty,
+    failed_filters,
+    mix_sample,
+    num_to_mix,
+    select,
+)
+
+DATASET_DIR = "dataset"  # <stage_dir>/dataset/: what `data: previous` of a later stage reads
+
+
+# --- prompts -----------------------------------------------------------------------------------
+
+
+def tail_indices(ids: list[str], count: int, excluded: set[str]) -> list[int]:
+    """Indices of the last ``count`` rows whose id is not in ``excluded``, ascending.
+
+    >>> tail_indices(["a", "b", "c", "d", "b"], 2, excluded={"d"})
+    [2, 4]
+    """
+    out = []
+    for i in range(len(ids) - 1, -1, -1):
+        if len(out) == count:
+            break
+        if ids[i] not in excluded:
+            out.append(i)
+    return sorted(out)
+
+
+def grpo_drawn_ids(ctx: StageContext, train: Dataset) -> set[str]:
+    """Ids of the train rows drawn by the GRPO stages that run before this one."""
+    ids = train["id"]
+    earlier = [(n, r) for n, r in ctx.run.stages.items() if r is not None][: ctx.stage.index - 1]
+    drawn: set[str] = set()
+    for name, raw in earlier:
+        cfg = typed_stage(name, raw)
+        if cfg.kind != "grpo":
+            continue
+        for step in range(cfg.steps):
+            drawn.update(ids[i] for i in step_indices(step, cfg.prompts_per_step, len(train), cfg.seed))
+    return drawn
+
+
+def prompt_rows(ctx: StageContext) -> Dataset:
+    """The problems this stage samples (see the module docstring for ``source``)."""
+    cfg = ctx.cfg
+    if cfg.source == "train_tail":
+        train = ctx.task.split("train")
+        return train.select(tail_indices(train["id"], cfg.num_prompts, grpo_drawn_ids(ctx, train)))
+    from r1lab.data.files import load_countdown_file
+    from r1lab.data.math_data import load_math_file
+
+    loaders = {"countdown": load_countdown_file, "math": load_math_file}
+    rows = loaders[ctx.task.name](cfg.source, field=f"stages.{ctx.stage.name}.source")
+    return rows.select(range(min(cfg.num_prompts, len(rows))))
+
+
+# --- sampling and judging ------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def sample_and_judge(model, tokenizer, task: Task, template: str, rows: Dataset, row_ids: list[int], cfg, seed: int) -> list[Sample]:
+    """``cfg.samples_per_prompt`` completions of each row, scored and checked by every filter.
+
+    ``row_ids[i]`` is the global index of ``rows[i]`` (rows are sharded over ranks). The task's
+    correctness reward, ``format`` and the language reward are computed for every sample.
+    """
+    if len(rows) == 0:
+        return []
+    k = cfg.samples_per_prompt
+    prompts = [encode_prompt(tokenizer, template, task.question(r)) for r in rows]
+    device = next(model.parameters()).device
+    gen = torch.Generator(device=device).manual_seed(seed)
+    params = SamplingParams(cfg.max_new_tokens, cfg.temperature, cfg.top_p)
+    completions = generate(model, tokenizer, [p for p in prompts for _ in range(k)], params, cfg.generation_batch_size, gen)
+    responses = [full_response(template, c.text) for c in completions]
+    columns = {c: [v for v in vals for _ in range(k)] for c, vals in task.columns(rows[:]).items()}
+    weights = {task.correctness_reward: 1.0, "format": 0.0, cfg.readability.language_reward: 0.0}
+    scored = combine_rewards(weights, responses, columns)
+    samples = []
+    for i, c in enumerate(completions):
+        rewards = {name: float(values[i]) for name, values in scored.components.items()}
+        s = {
+            "row": row_ids[i // k],
+            "sample_index": i % k,
+            "completion": c.text,  # what follows the prompt: the SFT target
+            "response": responses[i],  # what the rewards saw
+            "num_tokens": len(c.token_ids),
+            "stopped": c.stopped,
+            "rewards": rewards,
+            "correct": rewards[task.correctness_reward] >= 1.0,
+        }
+        s["failed"] = failed_filters(s, cfg.readability)
+        samples.append(s)
+    return samples
+
+
+def sample_all_ranks(ctx: StageContext, model, tokenizer, rows: Dataset) -> list[Sample]:
+    """Every rank samples its share of ``rows``; all ranks get all samples, in row order."""
+    mine = list(range(dist.rank(), len(rows), dist.world_size()))
+    seed = ctx.cfg.seed * 1_000_003 + dist.rank()
+    local = sample_and_judge(model, tokenizer, ctx.task, ctx.run.model.template, rows.select(mine), mine, ctx.cfg, seed)
+    merged = [s for part in dist.all_gather_objects(local) for s in part]
+    return sorted(merged, key=lambda s: (s["row"], s["sample_index"]))
+
+
+# --- the dataset ---------------------------------------------------------------------------------
+
+
+def reasoning_rows(kept: list[Sample], rows: Dataset, questions: list[str], source_checkpoint: str) -> list[dict[str, Any]]:
+    out = []
+    for s in kept:
+        row = rows[s["row"]]
+        out.append(
+            {
+                "prompt": questions[s["row"]],
+                "response": s["completion"],
+                "messages": None,
+                "kind": "reasoning",
+                "prompt_id": str(row["id"]),
+                "sample_index": s["sample_index"],
+                "difficulty": difficulty(row),
+                **{f"reward_{name}": value for name, value in s["rewards"].items()},
+                "num_tokens": s["num_tokens"],
+                "source": "sampled",
+                "source_checkpoint": source_checkpoint,
+            }
+        )
+    return out
+
+
+def non_reasoning_rows(path: str, num_reasoning: int, ratio: float, seed: int, tokenizer, field: str) -> list[dict[str, Any]]:
+    """Rows of the non-reasoning file for ``ratio`` reasoning : 1 (all of them if it has fewer)."""
+    from r1lab.data.files import load_table
+
+    table = load_table(path, field=field).to_list()
+    count = num_to_mix(num_reasoning, ratio, len(table))
+    out = []
+    for i, row in enumerate(mix_sample(table, count, seed)):
+        messages = chat_messages(row, source=f"{field} '{path}'")
+        user = [m["content"] for m in messages if m["role"] == "user"]
+        response = messages[-1]["content"]
+        out.append(
+            {
+                "prompt": user[-1] if user else "",
+                "response": response,
+                "messages": messages,
+                "kind": "non_reasoning",
+                "prompt_id": str(row.get("id") or f"mix-{i}"),
+                "num_tokens": len(tokenizer(response, add_special_tokens=False).input_ids),
+                "source": path,
+            }
+        )
+    return out
+
+
+def dataset_features(reward_names: list[str]) -> Features:
+    return Features(
+        {
+            "prompt": Value("string"),
+            "response": Value("string"),
+            "messages": List({"role": Value("string"), "content": Value("string")}),
+            "kind": Value("string"),
+            "prompt_id": Value("string"),
+            "sample_index": Value("int64"),
+            "difficulty": Value("string"),
+            **{f"reward_{n}": Value("float32") for n in reward_names},
+            "num_tokens": Value("int64"),
+            "source": Value("string"),
+            "source_checkpoint": Value("string"),
+        }
+    )
+
+
+def save_dataset(rows: list[dict], features: Features, path) -> None:
+    """``save_to_disk`` into ``<path>.tmp``, then rename: a crash never leaves a half dataset."""
+    ds = Dataset.from_dict({name: [r.get(name) for r in rows] for name in features}, features=features)
+    tmp = tmp_path(path)
+    shutil.rmtree(tmp, ignore_errors=True)
+    ds.save_to_disk(str(tmp))
+    commit_dir(tmp, path)
+
+
+def load_sampler(ctx: StageContext):
+    """The model to sample from and its tokenizer. Like ``ctx.load_policy`` (an unmerged LoRA
+    stage's adapter is folded in) but adds no new adapters and checks no training batch sizes:
+    nothing trains here."""
+    from r1lab.models.load import load_model, load_tokenizer
+    from r1lab.models.lora import is_adapter_dir, load_base_with_adapter
+
+    if is_adapter_dir(ctx.start_model):
+        model = load_base_with_adapter(ctx.start_model, lambda path: load_model(path, ctx.run.model))
+        return model, load_tokenizer(model.config._name_or_path, ctx.run.model)
+    return load_model(ctx.start_model, ctx.run.model), load_tokenizer(ctx.start_model, ctx.run.model)
+
+
+def run_rejection(ctx: StageContext) -> None:
+    cfg, out_dir = ctx.cfg, ctx.stage_dir / DATASET_DIR
+    if out_dir.exists():  # finished before a crash in the pipeline's eval: nothing to redo
+        return
+    began = time.time()
+    model, tokenizer = load_sampler(ctx)
+    model.to(dist.device())
+    rows = prompt_rows(ctx)
+    if len(rows) == 0:
+        raise ValueError(f"stages.{ctx.stage.name}.source={cfg.source!r} gave no prompts")
+    samples = sample_all_ranks(ctx, model, tokenizer, rows)
+    del model
+
+    # every rank holds all samples; the selection is cheap, so all compute it and rank 0 writes
+    good = [s for s in samples if accepted(s)]
+    kept = select(good, cfg.max_per_prompt, cfg.selection, cfg.seed)
+    reasoning = reasoning_rows(kept, rows, [ctx.task.question(r) for r in rows], ctx.start_model)
+    unique = dedup(reasoning) if cfg.dedup else reasoning
+    mixed = []
+    if cfg.mix_file:
+        field = f"stages.{ctx.stage.name}.mix_file"
+        mixed = non_reasoning_rows(cfg.mix_file, len(unique), cfg.mix_ratio, cfg.seed, tokenizer, field)
+    report = acceptance_report(samples, [difficulty(r) for r in rows], active_filters(cfg.readability))
+    report.update(
+        selected=len(kept),
+        duplicates_removed=len(reasoning) - len(unique),
+        reasoning_rows=len(unique),
+        non_reasoning_rows=len(mixed),
+        rows=len(unique) + len(mixed),
+        truncated_rate=round(float(np.mean([not s["stopped"] for s in samples])), 4),
+        mean_accepted_tokens=round(float(np.mean([s["num_tokens"] for s in good])), 1) if good else 0.0,
+        source=cfg.source,
+        source_checkpoint=ctx.start_model,
+        mix_file=cfg.mix_file,
+        seconds=round(time.time() - began, 1),
+    )
+    if dist.is_main():
+        write_json_atomic(ctx.stage_dir / "report.json", report)
+    if not unique + mixed:
+        raise ValueError(
+            f"stages.{ctx.stage.name}: no sample passed (of {report['samples']}, {report['correct']} correct); "
+            f"see {ctx.stage_dir / 'report.json'}: sample more prompts, or relax the readability filters"
+        )
+    if dist.is_main():
+        save_dataset(unique + mixed, dataset_features(list(samples[0]["rewards"])), out_dir)
+        tracker = ctx.tracker(total_steps=0)
+        tracker.log(1, {k: v for k, v in report.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
+        tracker.finish()
+        print(
+            f"[r1lab] rejection: {report['samples']} samples of {report['prompts']} prompts, "
+            f"{report['correct']} correct, {report['accepted']} accepted, {len(unique)} kept + {len(mixed)} non-reasoning "
+            f"-> {out_dir}",
+            flush=True,
+        )
+    dist.barrier()

@@ -1,0 +1,81 @@
+"""evaluate() on a tiny random model, and the summary maths on hand-made scores."""
+import numpy as np
+import pytest
+import torch
+
+from r1lab.config.schema import CountdownTaskConfig, EvalConfig, TaskConfig, TinyModelConfig
+from r1lab.data.task import build_task
+from r1lab.eval.behaviours import BEHAVIOURS
+from r1lab.eval.evaluate import Scored, evaluate, evaluate_with_samples, scaling_curve, summarize
+from r1lab.models.tiny import build_tiny_model, char_tokenizer
+
+PIPELINE_KEYS = ("num_problems", "greedy_accuracy", "sampled_accuracy", "pass_at_k", "format_rate", "mean_response_length")
+
+
+def make_scored(correct, keys, distance=None):
+    correct = np.asarray(correct, dtype=float)
+    p, k = correct.shape
+    return Scored(
+        responses=[["r"] * k for _ in range(p)],
+        correct=correct,
+        formatted=np.ones_like(correct),
+        keys=keys,
+        distance=None if distance is None else np.asarray(distance, dtype=float),
+        behaviours={b: np.zeros((p, k), dtype=int) for b in BEHAVIOURS},
+    )
+
+
+def test_summarize_worked_example():
+    # 2 problems x 4 samples; greedy right on problem 0 only
+    sampled = make_scored(
+        [[1, 1, 0, 0], [0, 0, 0, 1]],
+        [["22", "22", "21", "20"], ["1", "2", "2", "3"]],
+        distance=[[0, 0, 1, 2], [5, 5, 5, 0]],
+    )
+    greedy = make_scored([[1], [0]], [["22"], ["2"]])
+    lengths = np.array([[10, 20, 30, 40], [50, 50, 50, 50]])
+    out = summarize(greedy, sampled, lengths, ["easy", "hard"], seed=0)
+    assert out["greedy_accuracy"] == 0.5
+    assert out["sampled_accuracy"] == pytest.approx(3 / 8)
+    assert out["avg_at_k"] == pytest.approx({"1": 0.5, "2": 0.5, "4": 3 / 8})
+    # pass@2: problem 0: 1 - C(2,2)/C(4,2) = 5/6; problem 1: 1 - C(3,2)/C(4,2) = 1/2
+    assert out["pass_at_k"]["2"] == pytest.approx((5 / 6 + 0.5) / 2)
+    assert out["pass_at_k"]["4"] == 1.0
+    # maj@4: problem 0 votes 22 (right); problem 1 votes 2 (wrong)
+    assert out["maj_at_k"]["4"] == 0.5
+    assert out["mean_response_length"] == pytest.approx(37.5)
+    assert out["answer_distance"] == pytest.approx((0.75 + 3.75) / 2)
+    assert out["by_difficulty"]["easy"] == {"num_problems": 1, "greedy_accuracy": 1.0, "sampled_accuracy": 0.5,
+                                            "pass@k": 1.0, "maj@k": 1.0, "answer_distance": 0.75}
+    lo, hi = out["ci95"]["greedy_accuracy"]
+    assert 0.0 <= lo <= 0.5 <= hi <= 1.0
+    assert set(out["ci95"]) >= {"sampled_accuracy", "pass@4", "maj@4", "format_rate", "mean_response_length"}
+    assert out["behaviours"]["reflection"] == {"mean": 0.0, "rate": 0.0}
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.set_num_threads(1)
+    tok = char_tokenizer()
+    cfg = TinyModelConfig(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=2, intermediate_size=64)
+    return build_tiny_model(cfg, len(tok), tok), tok
+
+
+def test_evaluate_keeps_the_pipeline_keys_and_adds_the_analysis(tiny):
+    model, tok = tiny
+    task = build_task(TaskConfig(question_style="short", countdown=CountdownTaskConfig(num_train=10, num_test=5, num_test_hard=2)))
+    cfg = EvalConfig(num_problems=3, samples=2, max_new_tokens=6, batch_size=8)
+    res = evaluate(model, tok, task, "r1_zero_short", cfg, seed=0)
+    for key in PIPELINE_KEYS + ("avg_at_k", "maj_at_k", "ci95", "by_difficulty", "answer_distance", "behaviours"):
+        assert key in res, key
+    assert res["num_problems"] == 3 and res["pass_at_k"].keys() == {"1", "2"}
+    assert set(res["behaviours"]) == set(BEHAVIOURS)
+    again, records = evaluate_with_samples(model, tok, task, "r1_zero_short", cfg, seed=0)
+    assert again["sampled_accuracy"] == res["sampled_accuracy"]
+    assert len(records) == 3 * (1 + 2)
+    assert [r["kind"] for r in records[:3]] == ["greedy", "sample", "sample"]
+    assert all(r["response"].startswith("<think>") and 1 <= r["length"] <= 6 for r in records)
+
+    rows = scaling_curve(model, tok, task, "r1_zero_short", cfg, samples=[1, 2], budgets=[3, 6])
+    assert [(r["max_new_tokens"], r["samples"]) for r in rows] == [(3, 1), (3, 2), (6, 1), (6, 2)]
+    assert rows[1]["tokens_per_problem"] > rows[0]["tokens_per_problem"]

@@ -1,0 +1,76 @@
+import torch
+
+from r1lab.config.schema import TinyModelConfig
+from r1lab.models.tiny import build_tiny_model, char_tokenizer
+from r1lab.rollout.sampler import SamplingParams, _sample_next, generate
+
+
+def _model():
+    tok = char_tokenizer()
+    model = build_tiny_model(TinyModelConfig(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=2, intermediate_size=64), len(tok), tok)
+    return model.eval(), tok
+
+
+def test_greedy_matches_hf_generate_with_left_padding():
+    model, tok = _model()
+    prompts = [tok("User: Use 3 5 7 to make 22.").input_ids, tok("Hi").input_ids]
+    ours = generate(model, tok, prompts, SamplingParams(max_new_tokens=12, temperature=0.0, stop=[]), batch_size=2)
+    for p, c in zip(prompts, ours):
+        ref = model.generate(torch.tensor([p]), max_new_tokens=12, do_sample=False, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+        ref_ids = ref[0, len(p):].tolist()
+        if tok.eos_token_id in ref_ids:  # both stop at (and keep) the first EOS
+            ref_ids = ref_ids[: ref_ids.index(tok.eos_token_id) + 1]
+        assert c.token_ids == ref_ids
+
+
+class _Script:
+    """A fake cache: records which rows are still live."""
+
+    def __init__(self, rows):
+        self.rows = rows
+
+    def batch_select_indices(self, idx):
+        self.rows = [self.rows[i] for i in idx.tolist()]
+
+
+class ScriptedModel(torch.nn.Module):
+    """Emits a fixed token sequence per row (row r writes scripts[r]), ignoring its input."""
+
+    def __init__(self, scripts, vocab):
+        super().__init__()
+        self.scripts, self.vocab = scripts, vocab
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, input_ids, attention_mask, position_ids, use_cache=True, cache=None, logits_to_keep=None):
+        cache = cache or _Script(list(range(input_ids.shape[0])))
+        t = attention_mask.shape[1] - self.prompt_width
+        logits = torch.full((len(cache.rows), 1, self.vocab), -1e9)
+        for i, r in enumerate(cache.rows):
+            logits[i, 0, self.scripts[r][min(t, len(self.scripts[r]) - 1)]] = 0.0
+        return type("Out", (), {"logits": logits, "cache": cache})()
+
+
+def test_stop_string_ends_each_row_and_is_kept():
+    tok = char_tokenizer()
+    texts = ["ab</answer>zzzz", "abcdefghijklmnop", "</answer>"]
+    scripts = [tok(t, add_special_tokens=False).input_ids for t in texts]
+    model = ScriptedModel(scripts, len(tok))
+    model.prompt_width = 2
+    out = generate(model, tok, [tok("xy").input_ids] * 3, SamplingParams(max_new_tokens=12, temperature=0.0), batch_size=3)
+    assert [c.text for c in out] == ["ab</answer>", "abcdefghijkl", "</answer>"]
+    assert [c.stopped for c in out] == [True, False, True]
+
+
+def test_top_p_keeps_only_the_nucleus():
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    gen = torch.Generator().manual_seed(0)
+    draws = {int(_sample_next(logits, 1.0, 0.7, gen)) for _ in range(300)}
+    assert draws == {0, 1}  # 0.5 + 0.3 >= 0.7: tokens 2 and 3 are cut
+
+
+def test_sampling_is_reproducible_with_a_seeded_generator():
+    model, tok = _model()
+    prompts = [tok("Use 1 2 3").input_ids] * 4
+    a = generate(model, tok, prompts, SamplingParams(20, 1.0), 4, torch.Generator().manual_seed(7))
+    b = generate(model, tok, prompts, SamplingParams(20, 1.0), 4, torch.Generator().manual_seed(7))
+    assert [c.token_ids for c in a] == [c.token_ids for c in b]

@@ -1,0 +1,14 @@
+"""A micro model saved once per session for the stage tests."""
+import pytest
+import torch
+
+from .helpers import MICRO
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def micro_model(tmp_path_factory) -> str:
+    from r1lab.models.tiny import save_tiny_model
+
+    return str(save_tiny_model(MICRO, tmp_path_factory.mktemp("micro") / "model"))

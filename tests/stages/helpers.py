@@ -1,0 +1,56 @@
+"""Helpers of the stage tests: a StageContext built without Hydra, crafted completions."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+
+from r1lab.config.schema import RunConfig, TinyModelConfig
+from r1lab.config.validate import Stage, typed_stage
+from r1lab.data.task import build_task
+from r1lab.stages.context import StageContext
+
+torch.set_num_threads(1)
+MICRO = TinyModelConfig(hidden_size=32, num_layers=2, num_heads=2, num_kv_heads=2, intermediate_size=64, max_position_embeddings=256)
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> str:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+def make_ctx(stage_dir: Path, model: str, stages: dict, train_file: str | None = None) -> StageContext:
+    """A context for the LAST stage of ``stages`` (earlier ones only matter as config)."""
+    raw = OmegaConf.merge(
+        OmegaConf.structured(RunConfig),
+        {
+            "name": "test",
+            "model": {"name_or_path": model, "template": "r1_zero_short"},
+            "task": {"name": "countdown", "question_style": "short", "train_file": train_file, "test_file": train_file,
+                     "countdown": {"num_train": 40, "num_test": 5, "num_test_hard": 0}},
+            "engine": {"precision": "fp32"},
+            "tracking": {"wandb": {"mode": "disabled"}, "progress_bar": False},
+            "stages": stages,
+        },
+    )
+    run = OmegaConf.to_object(raw)
+    name = list(stages)[-1]
+    stage = Stage(index=len(stages), name=name, cfg=typed_stage(name, stages[name]))
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    return StageContext(run=run, stage=stage, stage_dir=stage_dir, start_model=model, task=build_task(run.task), group="test")
+
+
+def fake_generate(texts: list[str]):
+    """A stand-in for `generate` that answers the i-th completion of every prompt with ``texts[i % len]``."""
+    from r1lab.rollout.sampler import Completion
+
+    def generate(model, tokenizer, prompts, params, batch_size, generator=None):
+        out = []
+        for i in range(len(prompts)):
+            text = texts[i % len(texts)]
+            out.append(Completion(tokenizer(text, add_special_tokens=False).input_ids, text, stopped=text.endswith("</answer>")))
+        return out
+
+    return generate
