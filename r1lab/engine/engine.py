@@ -183,31 +183,23 @@ class Engine:
         if not last_micro_batch:
             self.ds.step()  # bookkeeping only off the boundary
             return
-        skipped_before = self.ds.skipped_steps
-        fp32_zero0 = self.cfg.zero_stage == 0 and not use_bf16(self.cfg)
         if self.cfg.zero_stage == 0:
             # without ZeRO DeepSpeed clips but does not report the norm: measure it before the step
             # (gradients are already averaged over ranks here, so every rank gets the same norm)
             grads = [p.grad.detach().norm() for p in self.module.parameters() if p.grad is not None]
             self._grad_norm = float(torch.stack(grads).norm()) if grads else 0.0
-        if fp32_zero0 and not math.isfinite(self._grad_norm):
-            # DeepSpeed checks gradients for NaN/inf in its ZeRO and bf16 optimizers, not around a
-            # plain fp32 torch optimizer: drop the gradients (AdamW skips parameters without one)
-            # and flag the step through DeepSpeed's own overflow attribute, so it is counted as
-            # skipped and the lr schedule does not advance, exactly as in the ZeRO paths.
-            for p in self.module.parameters():
-                p.grad = None
-            self.ds.optimizer.overflow = True
-            try:
-                with dist.collective("optimizer step"):
-                    self.ds.step()
-            finally:
-                self.ds.optimizer.overflow = False
+        skipped_before = self.ds.skipped_steps
+        if self.cfg.zero_stage == 0 and not use_bf16(self.cfg) and not math.isfinite(self._grad_norm):
+            # DeepSpeed's ZeRO and bf16 optimizers skip a step whose gradient norm is NaN/inf, but a
+            # plain fp32 torch optimizer has no such check: skip the step here (the lr schedule does
+            # not advance either, as in the ZeRO paths).
+            self.ds.zero_grad()
+            skipped = True
         else:
             with dist.collective("optimizer step"):
                 self.ds.step()
+            skipped = self.ds.skipped_steps > skipped_before
         self.step += 1
-        skipped = self.ds.skipped_steps > skipped_before
         if self._nonfinite_loss and not skipped:
             raise NonFiniteError(
                 f"rank {dist.rank()}: step {self.step} had a non-finite loss but DeepSpeed applied the update; "

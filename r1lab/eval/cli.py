@@ -6,9 +6,10 @@
     r1lab-eval model=<path> data_file=my_problems.jsonl
     r1lab-eval model=<path> scaling.samples=[1,2,4,8,16] scaling.max_new_tokens=[64,128,256]
 
-Its root config is ``configs/eval_app/config.yaml`` (schema ``r1lab.eval.config.EvalAppConfig``),
-in its own folder whose ``task/`` and ``eval/`` link to the main app's groups: there ``model`` is
-a plain string, so ``model=<path>`` works (in ``configs/`` it would name the ``model`` group).
+Its root config is ``r1lab/eval/conf/config.yaml`` (schema ``r1lab.eval.config.EvalAppConfig``),
+in its own folder whose ``task/`` and ``eval/`` are links to ``configs/task`` and ``configs/eval``.
+Not in ``configs/``: there ``model=<path>`` would name the main app's ``model`` config group, and
+a folder of the eval app inside ``configs/`` would show up as a config group of ``r1lab``.
 
 ``model`` may be a model folder or hub id, a run's stage directory (its ``checkpoint/``; for
 ``00-start`` the run's base model) or a run directory (its last finished stage). For a model of a
@@ -36,7 +37,7 @@ from r1lab.cli import USER_ERRORS, fail
 from r1lab.config.schema import EvalConfig, TaskConfig
 from r1lab.eval.config import EvalAppConfig
 
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent.parent / "configs" / "eval_app")
+CONFIG_DIR = str(Path(__file__).resolve().parent / "conf")
 
 
 @dataclass

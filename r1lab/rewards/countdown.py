@@ -18,20 +18,23 @@ How. Per completion, Python does only three ``rfind`` calls and one slice (``ans
 The short spans are joined into one byte array and everything else runs on numpy arrays:
 
 1. *Lex* (per byte): a 256-entry class table; a token starts at every non-space byte that does
-   not continue a digit run.
-2. *Check syntax* (per token): a table of allowed (previous, current) token pairs, which rejects
-   every forbidden construct above; a segmented cumulative sum of parentheses for balance.
+   not continue a digit run. Literals are parsed by a Horner loop over digit positions.
+2. *Check syntax* (per token): a table of allowed (previous, current) token pairs rejects every
+   forbidden construct above; one cumulative sum of parentheses over the whole batch, minus
+   each row's starting value, checks balance (``np.minimum.reduceat`` for "never below 0").
 3. *Flatten*: with syntax valid, dropping the parentheses leaves ``v0 op v1 op ... v(n-1)``;
    each operator gets the priority ``2 * paren_depth + (1 if * or /)``. The parse tree is then
-   fixed by the priorities, and applying the leftmost highest-priority operator first is a
-   valid evaluation order (its two neighbours are leaves). So ``n - 1`` vectorized reduction
-   steps evaluate every row at once, whatever the parenthesis depth: 1,000 nested parentheses
-   cost one cumulative sum, not 1,000 steps (Python's parser refuses that depth).
-4. *Evaluate* on int64 numerator/denominator arrays, gcd-reduced after each step. Before each
-   step a float64 estimate of every product checks it stays below 2**62, so int64 never wraps;
-   rows past that bound (and rows with literals or numbers beyond int64, or more than
-   ``_MAX_FAST_NUMBERS`` numbers) go to an exact slow path (``fractions.Fraction``, literals capped at ``MAX_SLOW_DIGITS`` digits). A wrong 1 is
-   impossible and nothing is ever executed.
+   fixed by the priorities (the root is the rightmost lowest-priority operator), so applying
+   operators by decreasing (priority, leftmost) is a valid evaluation order: the next one's
+   operands are always finished values. That order is one argsort; ``n - 1`` vectorized steps
+   evaluate every row at once, whatever the parenthesis depth: 1,000 nested parentheses cost
+   one cumulative sum, not 1,000 steps (Python's parser refuses that depth).
+4. *Evaluate* on int64 numerator/denominator arrays (non-integers gcd-reduced after each step).
+   Before each step a float64 estimate of every product checks it stays below 2**62, so int64
+   never wraps; rows past that bound (and rows with literals or numbers beyond int64, or more
+   than ``_MAX_FAST_NUMBERS`` numbers) go to an exact slow path (``fractions.Fraction``,
+   literals capped at ``MAX_SLOW_DIGITS`` digits). A wrong 1 is impossible and nothing is ever
+   executed.
 
 Cost is linear in the total length of the answer spans, so every call has bounded wall time.
 """

@@ -68,7 +68,7 @@ class StageContext:
         )
         return Engine(model, self.run.engine, opt)
 
-    def tracker(self, total_steps: int) -> Tracker:
+    def tracker(self, total_steps: int, start_step: int = 0) -> Tracker:
         return Tracker(
             self.run.tracking,
             self.stage_dir,
@@ -76,6 +76,7 @@ class StageContext:
             group=self.group,
             config={"stage": asdict(self.cfg), "model": asdict(self.run.model), "task": asdict(self.run.task)},
             total_steps=total_steps,
+            start_step=start_step,
         )
 
 

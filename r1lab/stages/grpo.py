@@ -64,8 +64,8 @@ def run_grpo(ctx: StageContext) -> None:
     if cfg.kl.needs_reference:
         # LoRA: the reference is the policy itself with its adapters off (`adapters_off`), no copy
         reference = engine.module if is_lora(engine.module) else load_model(ctx.start_model, ctx.run.model).to(engine.device).eval().requires_grad_(False)
-    tracker = ctx.tracker(cfg.steps)
     engine.load(ctx.resume_dir)
+    tracker = ctx.tracker(cfg.steps, start_step=engine.step // cfg.updates_per_batch)
     pad = tokenizer.pad_token_id
     sampling = SamplingParams(cfg.max_new_tokens, cfg.temperature, cfg.top_p)
     correctness = ctx.task.correctness_reward

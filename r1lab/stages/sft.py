@@ -115,8 +115,8 @@ def run_sft(ctx: StageContext) -> None:
     rank_batch = per_rank(cfg.batch_size, f"stages.{ctx.stage.name}.batch_size")
     total_steps = cfg.steps or ceil_div(int(cfg.epochs * len(examples)), cfg.batch_size)
     engine = ctx.engine(model, total_steps)
-    tracker = ctx.tracker(total_steps)
-    state = engine.load(ctx.resume_dir) or {}
+    engine.load(ctx.resume_dir)
+    tracker = ctx.tracker(total_steps, start_step=engine.step)
     engine.train()
     pad = tokenizer.pad_token_id
 

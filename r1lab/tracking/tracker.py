@@ -16,7 +16,7 @@ from r1lab.engine import dist
 
 
 class Tracker:
-    def __init__(self, cfg: TrackingConfig, stage_dir: Path, run_name: str, group: str, config: dict, total_steps: int):
+    def __init__(self, cfg: TrackingConfig, stage_dir: Path, run_name: str, group: str, config: dict, total_steps: int, start_step: int = 0):
         self.cfg = cfg
         self.active = dist.is_main()
         self.file = None
@@ -25,7 +25,11 @@ class Tracker:
         if not self.active:
             return
         stage_dir.mkdir(parents=True, exist_ok=True)
-        self.file = open(stage_dir / "metrics.jsonl", "a")
+        path = stage_dir / "metrics.jsonl"
+        # A resumed stage continues at start_step: drop records of steps it will redo.
+        kept = [l for l in path.read_text().splitlines() if json.loads(l)["step"] <= start_step] if path.exists() else []
+        self.file = open(path, "w")
+        self.file.write("".join(l + "\n" for l in kept))
         if cfg.wandb.mode != "disabled":
             import wandb
 
@@ -44,13 +48,13 @@ class Tracker:
         if cfg.progress_bar and total_steps > 0:
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=total_steps, desc=run_name, dynamic_ncols=True, leave=True)
+            self.bar = tqdm(total=total_steps, initial=start_step, desc=run_name, dynamic_ncols=True, leave=True)
 
     def log(self, step: int, metrics: dict[str, Any]) -> None:
         if not self.active:
             return
         clean = {k: _plain(v) for k, v in metrics.items()}
-        if step % max(1, self.cfg.log_every) == 0 or "eval" in "".join(clean):
+        if step % max(1, self.cfg.log_every) == 0:
             self.file.write(json.dumps({"step": step, **clean}) + "\n")
             self.file.flush()
             if self.wandb_run is not None:

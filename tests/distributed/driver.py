@@ -119,7 +119,7 @@ def timeout_check(out: Path) -> None:
 
     dist.init_distributed(timeout_minutes=0.05)  # 3 s
     if dist.rank() == 1:
-        time.sleep(8)
+        time.sleep(5)
         return
     began = time.time()
     try:

@@ -126,3 +126,19 @@ def test_report_and_compare_console_scripts(fake_run, fake_sweep):
     assert (fake_sweep / "compare.md").exists() and "| 0 | seq_mean_token_mean | 0.0 |" in r.stdout
     r = script("r1lab-compare", f"sweep_dir={fake_sweep}/missing")
     assert r.returncode == 2 and "does not exist" in r.stderr and not (fake_sweep / "missing").exists()
+
+
+def test_eval_app_config_composes_with_model_as_a_plain_string():
+    from hydra import compose, initialize_config_dir
+    from hydra.core.config_store import ConfigStore
+    from hydra.core.global_hydra import GlobalHydra
+
+    from r1lab.eval.cli import CONFIG_DIR
+
+    ConfigStore.instance().store(name="eval_app_schema", node=EvalAppConfig)
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base=None):
+        cfg = compose("config", overrides=["model=/some/model", "task=math", "eval.samples=3", "scaling.samples=[1,2,4]"])
+    app = OmegaConf.to_object(cfg)
+    assert app.model == "/some/model" and app.task.name == "math" and app.eval.samples == 3
+    assert app.scaling.samples == [1, 2, 4] and app.scaling.max_new_tokens == []

@@ -53,6 +53,7 @@ def sequence_logp(model, tok, prompt: str, response: str) -> tuple[float, int]:
 
 
 def dpo_stage(tmp_path, model, **over):
+    tmp_path.mkdir(parents=True, exist_ok=True)
     pairs = write_jsonl(tmp_path / "pairs.jsonl", PAIRS)
     stage = {"kind": "dpo", "data": pairs, "steps": 1, "batch_size": 2, "micro_batch_per_device": 2, "lr": 1e-3,
              "schedule": "constant", "max_grad_norm": 0.0, **over}

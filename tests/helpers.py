@@ -1,0 +1,40 @@
+"""Shared test helpers: run the CLI on a micro model."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+R1LAB = str(Path(sys.executable).parent / "r1lab")
+
+# A ~20k-parameter model, a handful of problems, a few steps: the pipeline end to end in seconds.
+MICRO = [
+    "model.tiny.hidden_size=32",
+    "model.tiny.num_layers=1",
+    "model.tiny.num_heads=2",
+    "model.tiny.num_kv_heads=2",
+    "model.tiny.intermediate_size=64",
+    "task.countdown.num_train=64",
+    "task.countdown.num_test=8",
+    "task.countdown.num_test_hard=2",
+    "eval.num_problems=8",
+    "eval.samples=2",
+    "eval.max_new_tokens=24",
+    "stages.cold_start.steps=3",
+    "stages.cold_start.batch_size=8",
+    "stages.cold_start.micro_batch_per_device=4",
+    "stages.grpo.steps=2",
+    "stages.grpo.prompts_per_step=2",
+    "stages.grpo.samples_per_prompt=2",
+    "stages.grpo.micro_batch_per_device=2",
+    "stages.grpo.max_new_tokens=24",
+    "tracking.progress_bar=false",
+    "engine.num_threads=1",
+]
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
+    return subprocess.run([R1LAB, *args], cwd=cwd or REPO, env=env, capture_output=True, text=True, timeout=timeout)
