@@ -180,7 +180,7 @@ class GRPOStageConfig(StageConfig):
     max_new_tokens: int = 256  # longest completion, in tokens
     temperature: float = 1.0
     top_p: float = 1.0
-    rewards: dict[str, float] = field(default_factory=lambda: {"countdown": 1.0})
+    rewards: dict[str, float] = field(default_factory=dict)  # reward name -> weight, required; a default would merge into (not be replaced by) the YAML mapping
     advantage: AdvantageConfig = field(default_factory=AdvantageConfig)
     loss: GRPOLossConfig = field(default_factory=GRPOLossConfig)
     kl: KLConfig = field(default_factory=KLConfig)

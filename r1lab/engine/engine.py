@@ -38,7 +38,15 @@ import torch
 
 from r1lab.config.schema import EngineConfig
 from r1lab.engine import dist, signals
-from r1lab.engine.checkpoint import commit_dir, latest_resumable, prune, step_dirname, tmp_path
+from r1lab.engine.checkpoint import (
+    STATE_FILE,
+    commit_dir,
+    file_manifest,
+    latest_resumable,
+    prune,
+    step_dirname,
+    tmp_path,
+)
 from r1lab.engine.schedule import lr_multiplier
 
 
@@ -303,7 +311,8 @@ class Engine:
         if dist.is_main():
             own = {"step": self.step, "nonfinite_steps": self.nonfinite_steps,
                    "consecutive_nonfinite": self._consecutive_nonfinite}
-            (tmp / "r1lab_state.json").write_text(json.dumps({**own, **state}))
+            # written last, with the list of files: a checkpoint missing any of them is skipped
+            (tmp / STATE_FILE).write_text(json.dumps({**own, **state, "files": file_manifest(tmp)}))
             commit_dir(tmp, final)
             prune(root, keep)
         dist.barrier("barrier (checkpoint committed)")
@@ -326,7 +335,8 @@ class Engine:
         rng = path / f"rng-rank{dist.rank()}.pt"
         if rng.exists():
             _set_rng_state(torch.load(rng, weights_only=False))
-        state = json.loads((path / "r1lab_state.json").read_text())
+        state = json.loads((path / STATE_FILE).read_text())
+        state.pop("files", None)
         self.step = int(state["step"])
         self.nonfinite_steps = int(state.get("nonfinite_steps", 0))
         self._consecutive_nonfinite = int(state.get("consecutive_nonfinite", 0))

@@ -21,6 +21,8 @@ pytestmark = [pytest.mark.distributed, pytest.mark.slow]
 
 DRIVER = Path(__file__).with_name("driver.py")
 TORCHRUN = Path(sys.executable).with_name("torchrun")
+# rendezvous variables an in-process Engine left in this test process must not leak into the child
+_RDZV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
 
 def _free_port() -> int:
@@ -30,7 +32,7 @@ def _free_port() -> int:
 
 
 def torchrun(nproc: int, out: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "DS_ACCELERATOR": "cpu", "HF_HUB_OFFLINE": "1",
+    env = {**{k: v for k, v in os.environ.items() if k not in _RDZV}, "OMP_NUM_THREADS": "1", "DS_ACCELERATOR": "cpu", "HF_HUB_OFFLINE": "1",
            "TOKENIZERS_PARALLELISM": "false"}
     cmd = [str(TORCHRUN), "--nproc_per_node", str(nproc), "--master_port", str(_free_port()),
            str(DRIVER), "--out", str(out), *args]

@@ -35,12 +35,15 @@ OVERRIDES = [
     "recipe=r1_countdown_tiny", "stages.grpo=null", "engine.num_threads=1",
     "tracking.wandb.mode=disabled", "tracking.progress_bar=false",
     "eval.initial=false", "eval.num_problems=2", "eval.samples=1", "eval.max_new_tokens=8",
-    "task.countdown.num_train=64", "model.tiny.hidden_size=32", "model.tiny.num_layers=1",
+    "task.countdown.num_train=64", "task.countdown.num_test=4", "task.countdown.num_test_hard=4",
+    "model.tiny.hidden_size=32", "model.tiny.num_layers=1",
     "model.tiny.intermediate_size=64", f"stages.cold_start.steps={STEPS}",
     f"+stages.cold_start.save_every={SAVE_EVERY}", "stages.cold_start.batch_size=8",
     "stages.cold_start.micro_batch_per_device=4", "stages.cold_start.max_length=96",
 ]
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+# rendezvous variables an in-process Engine left in this test process must not leak into the child
+_RDZV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+ENV = {**{k: v for k, v in os.environ.items() if k not in _RDZV}, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
        "WANDB_MODE": "disabled", "TOKENIZERS_PARALLELISM": "false", "DS_ACCELERATOR": "cpu"}
 
 

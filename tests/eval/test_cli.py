@@ -128,14 +128,18 @@ def test_report_and_compare_console_scripts(fake_run, fake_sweep):
     assert r.returncode == 2 and "does not exist" in r.stderr and not (fake_sweep / "missing").exists()
 
 
-def test_eval_app_config_composes_with_model_as_a_plain_string():
+def test_eval_app_config_composes_with_model_as_a_plain_string(monkeypatch):
     from hydra import compose, initialize_config_dir
     from hydra.core.config_store import ConfigStore
     from hydra.core.global_hydra import GlobalHydra
 
     from r1lab.eval.cli import CONFIG_DIR
 
-    ConfigStore.instance().store(name="eval_app_schema", node=EvalAppConfig)
+    cs = ConfigStore.instance()
+    cs.store(name="eval_app_schema", node=EvalAppConfig)
+    # another test of this process may have registered the main app's groups (r1lab never does
+    # in an r1lab-eval process); its `model` group would take `model=` for a group choice
+    monkeypatch.delitem(cs.repo, "model", raising=False)
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base=None):
         cfg = compose("config", overrides=["model=/some/model", "task=math", "eval.samples=3", "scaling.samples=[1,2,4]"])
