@@ -1,7 +1,7 @@
 """Benchmark: r1lab's GRPO stage vs TRL's ``GRPOTrainer``, same model, prompts, reward and settings.
 
-    python bench/grpo_vs_trl.py --quick                  # smoke run, about 2 minutes on 2 cores
-    python bench/grpo_vs_trl.py --steps 6 --threads 2    # the full comparison (see --help)
+    python bench/grpo_vs_trl.py --quick                  # smoke run, about 1 minute
+    python bench/grpo_vs_trl.py --steps 6 --threads 2    # the full comparison, 5-10 minutes on a quiet 2-core machine
 
 What runs. One tiny random Llama (r1lab's tiny architecture, but a ``--vocab``-wide embedding and
 LM head, 32k by default, so that log-prob memory matters) and a WordLevel tokenizer with as many
@@ -350,12 +350,12 @@ def loss_agreement(
                 grads_ours = _grads(model)
                 model.zero_grad()
 
+                loss_trl, loss_ours = float(loss_trl.detach()), float(loss_ours.detach())
                 grad_diff = max(float((grads_trl[k] - grads_ours[k]).abs().max()) for k in grads_trl)
                 clipped = float(((stats["clipped_low"] + stats["clipped_high"]) * mask).sum() / mask.sum())
                 results.append({
                     "variant": variant, "beta": case_beta, "off_policy": off_policy,
-                    "loss_trl": float(loss_trl), "loss_r1lab": float(loss_ours),
-                    "loss_abs_diff": abs(float(loss_trl) - float(loss_ours)),
+                    "loss_trl": loss_trl, "loss_r1lab": loss_ours, "loss_abs_diff": abs(loss_trl - loss_ours),
                     "grad_max_abs_diff": grad_diff,
                     "grad_max_abs": max(float(g.abs().max()) for g in grads_trl.values()),
                     "clipped_fraction": clipped,
@@ -417,6 +417,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-agreement", action="store_true", help="skip the loss-on-identical-rollouts check")
     ap.add_argument("--quick", action="store_true", help="tiny settings for a smoke run")
+    ap.add_argument("--json", type=Path, help="also write the raw per-step results and the agreement cases here")
     args = ap.parse_args(argv)
     if args.quick:
         args.steps, args.prompts_per_step, args.samples, args.max_new_tokens = 3, 2, 4, 16
@@ -479,6 +480,10 @@ def main(argv: list[str] | None = None) -> None:
                   f"max|dgrad| {r['grad_max_abs_diff']:.2e} (max|grad| {r['grad_max_abs']:.2e}, "
                   f"{100 * r['clipped_fraction']:.0f}% tokens clipped)")
         print(f"  max |loss diff| {diff:.2e}, max |grad diff| {grad_diff:.2e}")
+    if args.json:
+        raw = {"settings": vars(args), "runs": runs, "summary": {"r1lab": ours, "trl": trl}}
+        raw["agreement"] = None if args.skip_agreement else agreement
+        args.json.write_text(json.dumps(raw, indent=1, default=str))
     step_ratio = ours["step"] / trl["step"]
     mem_ratio = ours["peak_rss_mib"] / trl["peak_rss_mib"]
     print(f"step_time_ratio={step_ratio:.3f} peak_mem_ratio={mem_ratio:.3f} loss_max_abs_diff={diff:.3e}")

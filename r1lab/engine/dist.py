@@ -1,7 +1,7 @@
 """Process-group setup and the few collectives the stages need.
 
-A plain ``python`` / ``r1lab`` run is a world of one: the rendezvous variables are filled in so
-DeepSpeed does not look for MPI. Under ``deepspeed`` or ``torchrun`` they come from the launcher.
+A plain ``python`` / ``r1lab`` run is a world of one, set up without the launcher's rendezvous
+variables (and without MPI discovery). Under ``deepspeed`` or ``torchrun`` they come from the launcher.
 """
 from __future__ import annotations
 
@@ -44,9 +44,9 @@ def init_distributed(cpu_shm_allreduce: bool = False, timeout_minutes: float = 3
     if torch_dist.is_available() and torch_dist.is_initialized():
         return
     _timeout_minutes = timeout_minutes
-    for key, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1"), ("MASTER_ADDR", "127.0.0.1")):
-        os.environ.setdefault(key, value)
-    os.environ.setdefault("MASTER_PORT", str(_free_port()))
+    launched = "MASTER_PORT" in os.environ  # torchrun, deepspeed and srun+torchrun set the rendezvous
+    for key, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1")):
+        os.environ.setdefault(key, value)  # DeepSpeed reads LOCAL_RANK from the environment
     cuda = torch.cuda.is_available()
     os.environ.setdefault("DS_ACCELERATOR", "cuda" if cuda else "cpu")
     if not cuda and not cpu_shm_allreduce:
@@ -57,8 +57,14 @@ def init_distributed(cpu_shm_allreduce: bool = False, timeout_minutes: float = 3
 
     if cuda:
         torch.cuda.set_device(device())
+    rendezvous = {}
+    if not launched:
+        # A world of one: rendezvous on a private port that is not exported, so that processes
+        # started from this one (which inherit its environment) do not try to bind it as well.
+        rendezvous = dict(init_method=f"tcp://127.0.0.1:{_free_port()}", rank=0, world_size=1,
+                          auto_mpi_discovery=False)
     deepspeed.init_distributed(
-        dist_backend="nccl" if cuda else "gloo", timeout=timedelta(minutes=timeout_minutes)
+        dist_backend="nccl" if cuda else "gloo", timeout=timedelta(minutes=timeout_minutes), **rendezvous
     )
 
 

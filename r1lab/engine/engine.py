@@ -146,6 +146,7 @@ class Engine:
                 model_parameters=[p for p in model.parameters() if p.requires_grad],
                 config=ds_config,
                 lr_scheduler=scheduler,
+                dist_init_required=False,  # done above (a world of one has no MASTER_PORT to discover)
             )
         self.step = 0  # optimizer steps taken (skipped non-finite steps included)
         self.nonfinite_steps = 0  # optimizer steps skipped for a NaN/inf loss or gradient

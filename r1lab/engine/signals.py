@@ -4,10 +4,11 @@ Schedulers (SLURM preemption or time limit, Kubernetes eviction, ``torchrun`` sh
 workers down) send SIGTERM and wait a grace period before SIGKILL. The handler only sets a flag;
 the stage loop asks ``Engine.preempted()`` after each optimizer step, which agrees on the answer
 over all ranks (a collective), so every rank saves the same step and none waits in a collective
-the others have left.
+the others have left. A second SIGTERM before the loop got there terminates the process at once.
 """
 from __future__ import annotations
 
+import os
 import signal
 import threading
 
@@ -23,6 +24,10 @@ def _handler(signum, frame) -> None:
     global _requested
     if _requested is None:
         _requested = signal.Signals(signum).name
+        return
+    # a second SIGTERM while the first is pending: the process may be stuck, stop right away
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
 
 
 def install() -> None:

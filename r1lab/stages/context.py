@@ -95,7 +95,9 @@ def check_batch_sizes(name: str, cfg, world: int) -> None:
     weights collectively at each forward, so all ranks must run the same passes). SFT: a rank's
     share must also split into equal micro-batches of ``micro_batch_per_device`` (or fit in one).
     """
-    field = "prompts_per_step" if cfg.kind == "grpo" else "batch_size"
+    field = next((f for f in ("prompts_per_step", "batch_size") if hasattr(cfg, f)), None)
+    if field is None:  # a stage without a global training batch (e.g. rejection sampling)
+        return
     total = getattr(cfg, field)
     if total % world:
         raise ConfigError(
