@@ -26,21 +26,20 @@ def _chunk_logprobs(
     bias: Optional[Tensor],  # [V] or None
     targets: Tensor,  # [n] long
     temperature: float,
-) -> Tensor:  # [n] float32
+    with_entropy: bool = False,
+) -> tuple[Tensor, Tensor]:  # ([n] float32 log-probs, [n] float32 entropy, detached; empty if not asked)
     logits = F.linear(hidden, weight, bias).float()  # [n, V]
     if temperature != 1.0:
         logits = logits / temperature
     target_logits = logits.gather(1, targets.unsqueeze(1)).squeeze(1)  # [n]
-    return target_logits - torch.logsumexp(logits, dim=1)
-
-
-@torch.no_grad()
-def _chunk_entropy(
-    hidden: Tensor, weight: Tensor, bias: Optional[Tensor], temperature: float
-) -> Tensor:  # [n] float32
-    logits = F.linear(hidden, weight, bias).float() / temperature  # [n, V]
-    logp = torch.log_softmax(logits, dim=1)
-    return -(logp.exp() * logp).sum(dim=1)
+    logz = torch.logsumexp(logits, dim=1)
+    if with_entropy:  # from the same logits: no second LM-head projection
+        with torch.no_grad():
+            logp_all = logits.detach() - logz.detach().unsqueeze(1)
+            entropy = -(logp_all.exp() * logp_all).sum(dim=1)
+    else:
+        entropy = logits.new_zeros(0)
+    return target_logits - logz, entropy
 
 
 def token_logprobs_and_entropy(
@@ -97,20 +96,15 @@ def token_logprobs_and_entropy(
         t_chunk = flat_targets[start : start + chunk_size]
         if needs_grad:
             # Saves only the inputs; the chunk's logits are recomputed in backward.
-            logp_chunks.append(
-                checkpoint(
-                    _chunk_logprobs, h_chunk, lm_head_weight, lm_head_bias, t_chunk, temperature,
-                    use_reentrant=False,
-                )
+            logp, ent = checkpoint(
+                _chunk_logprobs, h_chunk, lm_head_weight, lm_head_bias, t_chunk, temperature, with_entropy,
+                use_reentrant=False,
             )
         else:
-            logp_chunks.append(
-                _chunk_logprobs(h_chunk, lm_head_weight, lm_head_bias, t_chunk, temperature)
-            )
+            logp, ent = _chunk_logprobs(h_chunk, lm_head_weight, lm_head_bias, t_chunk, temperature, with_entropy)
+        logp_chunks.append(logp)
         if with_entropy:
-            entropy_chunks.append(
-                _chunk_entropy(h_chunk, lm_head_weight, lm_head_bias, temperature)
-            )
+            entropy_chunks.append(ent)
 
     def scatter(chunks: list[Tensor]) -> Tensor:  # -> [B, L] float32
         flat = torch.cat(chunks) if chunks else hidden.new_zeros(0, dtype=torch.float32)

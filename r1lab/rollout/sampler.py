@@ -31,16 +31,27 @@ def _stop_sequences(tokenizer, stops: list[str]) -> list[torch.Tensor]:
 
 
 def _sample_next(logits: torch.Tensor, temperature: float, top_p: float, gen: torch.Generator | None) -> torch.Tensor:
-    """logits [b, V] -> token ids [b]."""
+    """logits [b, V] -> token ids [b].
+
+    Inverse-CDF sampling: one uniform draw per row against the cumulative distribution.
+    ``torch.multinomial`` draws a random number per vocabulary entry and was more than half of
+    the decode time with a 32k vocabulary on a CPU.
+    """
     if temperature <= 0:
         return logits.argmax(-1)
     probs = torch.softmax(logits.float() / temperature, dim=-1)
+    order = None
     if top_p < 1.0:
-        sorted_p, order = probs.sort(dim=-1, descending=True)
-        keep = sorted_p.cumsum(-1) - sorted_p < top_p  # always keeps the most likely token
-        sorted_p = sorted_p * keep
-        probs = torch.zeros_like(probs).scatter_(-1, order, sorted_p)
-    return torch.multinomial(probs, 1, generator=gen).squeeze(-1)
+        probs, order = probs.sort(dim=-1, descending=True)
+        probs = probs * (probs.cumsum(-1) - probs < top_p)  # always keeps the most likely token
+    cdf = probs.double().cumsum(-1)  # float64: a 150k-entry float32 sum loses the tail
+    u = torch.rand(cdf.shape[0], 1, generator=gen, device=cdf.device, dtype=torch.float64) * cdf[:, -1:]
+    picked = torch.searchsorted(cdf, u, right=True).clamp_(max=cdf.shape[-1] - 1)
+    # never land on a zero-probability entry (u equal to a cdf step)
+    picked = torch.where(probs.gather(-1, picked) > 0, picked, probs.argmax(-1, keepdim=True))
+    if order is not None:
+        picked = order.gather(-1, picked)
+    return picked.squeeze(-1)
 
 
 @torch.no_grad()
