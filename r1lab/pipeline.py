@@ -99,7 +99,7 @@ def with_inputs(stage: Stage, dataset: str | None) -> Stage:
 def run_pipeline(run: RunConfig, stages: list[Stage], run_dir: Path, resolved_yaml: str) -> dict[str, dict]:
     if run.engine.num_threads:
         torch.set_num_threads(run.engine.num_threads)
-    dist.init_distributed(run.engine.cpu_shm_allreduce)
+    dist.init_distributed(run.engine.cpu_shm_allreduce, run.engine.collective_timeout_minutes)
     torch.manual_seed(run.seed)
     if dist.is_main():
         run_dir.mkdir(parents=True, exist_ok=True)

@@ -29,8 +29,11 @@ def _check_exists(name_or_path: str) -> None:
     looks_like_path = name_or_path.startswith(("/", ".", "~")) or name_or_path.count("/") > 1
     p = Path(name_or_path).expanduser()
     if p.exists():
-        if not (p / "config.json").exists():
-            raise ModelNotFound(f"model path '{name_or_path}' has no config.json; point model.name_or_path at a Hugging Face model folder")
+        if not (p / "config.json").exists() and not (p / "adapter_config.json").exists():
+            raise ModelNotFound(
+                f"model path '{name_or_path}' has no config.json (nor a LoRA adapter_config.json); "
+                "point model.name_or_path at a Hugging Face model folder"
+            )
         return
     if looks_like_path:
         raise ModelNotFound(f"model path '{name_or_path}' does not exist; set model.name_or_path to a local folder or a hub id like Qwen/Qwen2.5-0.5B")

@@ -38,7 +38,7 @@ OVERRIDES = [
     "task.countdown.num_train=64", "task.countdown.num_test=4", "task.countdown.num_test_hard=4",
     "model.tiny.hidden_size=32", "model.tiny.num_layers=1",
     "model.tiny.intermediate_size=64", f"stages.cold_start.steps={STEPS}",
-    f"+stages.cold_start.save_every={SAVE_EVERY}", "stages.cold_start.batch_size=8",
+    f"++stages.cold_start.save_every={SAVE_EVERY}", "stages.cold_start.batch_size=8",
     "stages.cold_start.micro_batch_per_device=4", "stages.cold_start.max_length=96",
 ]
 # rendezvous variables an in-process Engine left in this test process must not leak into the child

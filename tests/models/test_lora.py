@@ -156,7 +156,7 @@ def test_lora_grpo_through_the_cli(tmp_path):
            "model.tiny.hidden_size=32", "model.tiny.num_layers=1", "model.tiny.intermediate_size=64",
            "model.lora.enabled=true", "model.lora.r=4", "model.lora.merge_on_save=true",
            "stages.grpo.steps=2", "stages.grpo.prompts_per_step=2", "stages.grpo.samples_per_prompt=2",
-           "stages.grpo.max_new_tokens=12", "+stages.grpo.kl.beta=0.1", "+stages.grpo.save_every=1"]
+           "stages.grpo.max_new_tokens=12", "++stages.grpo.kl.beta=0.1", "++stages.grpo.save_every=1"]
     env = {**{k: v for k, v in os.environ.items() if k not in _RDZV}, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
            "TOKENIZERS_PARALLELISM": "false", "DS_ACCELERATOR": "cpu"}
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)

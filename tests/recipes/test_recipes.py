@@ -90,7 +90,7 @@ def test_r1_zero_countdown_first_steps(tmp_path):
 def test_r1_math_first_steps(tmp_path):
     cold = tmp_path / "cold.jsonl"
     cold.write_text(json.dumps({"prompt": "What is 2+3?", "response": "2+3=5</think>\n<answer>\\boxed{5}</answer>"}) + "\n")
-    cli(["recipe=r1_math", *MATH_FILES, f"stages.cold_start.data={cold}", "+stages.cold_start.steps=2",
+    cli(["recipe=r1_math", *MATH_FILES, f"stages.cold_start.data={cold}", "stages.cold_start.steps=2",
          "stages.cold_start.batch_size=2", "stages.cold_start.micro_batch_per_device=2", "stages.cold_start.max_length=256",
          *[f"stages.grpo.{o}" for o in TINY_GRPO],
          # a random tiny model solves nothing, so the sampling stages would have no data: stop after GRPO
@@ -110,8 +110,8 @@ def test_full_tiny_pipeline_rejection_sft_dpo(tmp_path):
          "stages.cold_start.micro_batch_per_device=8", "stages.grpo=null",
          "stages.rejection.num_prompts=4", "stages.rejection.max_new_tokens=96", "stages.rejection.mix_ratio=0.25",
          "stages.sft.batch_size=8", "stages.sft.epochs=1",
-         "stages.dpo.num_prompts=4", "stages.dpo.max_new_tokens=96", "stages.dpo.temperature=1.5", "+stages.dpo.pairs_per_prompt=2",
-         "stages.dpo.batch_size=2", "stages.dpo.micro_batch_per_device=1", "+stages.dpo.steps=2"], run)
+         "stages.dpo.num_prompts=4", "stages.dpo.max_new_tokens=96", "stages.dpo.temperature=1.5", "stages.dpo.pairs_per_prompt=2",
+         "stages.dpo.batch_size=2", "stages.dpo.micro_batch_per_device=1", "stages.dpo.steps=2"], run)
     s = run / "stages"
     report = json.loads((s / "02-rejection" / "report.json").read_text())
     assert report["correct"] > 0 and report["reasoning_rows"] >= 1 and report["non_reasoning_rows"] == 4
