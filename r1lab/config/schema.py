@@ -186,6 +186,8 @@ class GRPOStageConfig(StageConfig):
     kl: KLConfig = field(default_factory=KLConfig)
     format_gate: bool = False  # every reward counts only in a response with R1's strict tag format
     overlong: str = "none"  # completions cut at max_new_tokens: none (train on them) | mask (no loss)
+    dynamic_sampling: bool = False  # DAPO: drop groups whose rewards are all equal, sample more to fill the batch
+    max_sampling_rounds: int = 4  # dynamic sampling: sampling rounds per step at most (then train on what was kept)
     entropy_coef: float = 0.0  # entropy bonus coefficient (0 = logged only)
     logprob_chunk: int = 1024  # positions per chunk when computing log-probs (bounds logits memory)
     reward_model_path: Optional[str] = None  # sequence-classification reward model (hub id or path) for the `reward_model`/`routed` rewards

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import torch
 
 from r1lab.algorithms.advantages import compute_advantages, group_stats
@@ -25,10 +24,9 @@ from r1lab.engine import dist
 from r1lab.models.forward import token_logprobs
 from r1lab.models.load import load_model
 from r1lab.models.lora import adapters_off, is_lora
-from r1lab.models.templates import encode_prompt, full_response
-from r1lab.rewards import combine_rewards
 from r1lab.rewards.reward_model import configure_reward_model
-from r1lab.rollout.sampler import SamplingParams, generate
+from r1lab.rollout.groups import Rollout, sample_groups
+from r1lab.rollout.sampler import SamplingParams
 from r1lab.stages.context import StageContext, micro_batches, per_rank, step_indices
 
 
@@ -64,7 +62,8 @@ def run_grpo(ctx: StageContext) -> None:
     if cfg.kl.needs_reference:
         # LoRA: the reference is the policy itself with its adapters off (`adapters_off`), no copy
         reference = engine.module if is_lora(engine.module) else load_model(ctx.start_model, ctx.run.model).to(engine.device).eval().requires_grad_(False)
-    engine.load(ctx.resume_dir)
+    state = engine.load(ctx.resume_dir) or {}
+    draws = int(state.get("draws", engine.step // cfg.updates_per_batch))  # sampling rounds so far
     tracker = ctx.tracker(cfg.steps, start_step=engine.step // cfg.updates_per_batch)
     pad = tokenizer.pad_token_id
     sampling = SamplingParams(cfg.max_new_tokens, cfg.temperature, cfg.top_p)
@@ -72,31 +71,45 @@ def run_grpo(ctx: StageContext) -> None:
     # zero-weighted components are computed for the metrics only
     reward_weights = {correctness: 0.0, "format": 0.0, **cfg.rewards}
     configure_reward_model(cfg.reward_model_path, cfg.reward_model_batch_size, cfg.reward_model_normalize, cfg.reward_routing)
+    empty_steps = 0
 
     while engine.step < total_updates:
         step = engine.step // cfg.updates_per_batch
-        t0 = time.time()
-        # --- rollout: this rank's prompts, G samples each -------------------------------------
-        idx = step_indices(step, cfg.prompts_per_step, len(train), cfg.seed)
-        rows = train.select(idx[dist.rank() * rank_prompts : (dist.rank() + 1) * rank_prompts].tolist())
-        prompt_ids = [encode_prompt(tokenizer, template, ctx.task.question(r)) for r in rows]
-        prompts = [p for p in prompt_ids for _ in range(G)]
-        gen = torch.Generator(device=engine.device).manual_seed(cfg.seed * 1_000_003 + step * 1009 + dist.rank())
-        engine.eval()
-        with engine.gathered():  # ZeRO-3: full weights for sampling
-            completions = generate(engine.module, tokenizer, prompts, sampling, batch_size=len(prompts), generator=gen)
-        engine.train()
+        # --- rollout: this rank's prompts, G samples each; DAPO: keep topping up varied groups ---
+        parts, sampled_groups = [], 0
+        for _ in range(cfg.max_sampling_rounds if cfg.dynamic_sampling else 1):
+            idx = step_indices(draws, cfg.prompts_per_step, len(train), cfg.seed)
+            rows = train.select(idx[dist.rank() * rank_prompts : (dist.rank() + 1) * rank_prompts].tolist())
+            gen = torch.Generator(device=engine.device).manual_seed(cfg.seed * 1_000_003 + draws * 1009 + dist.rank())
+            engine.eval()
+            with engine.gathered():  # ZeRO-3: full weights for sampling
+                part = sample_groups(
+                    engine.module, tokenizer, ctx.task, template, list(rows), G, sampling, reward_weights, cfg.format_gate, gen
+                )
+            engine.train()
+            draws += 1
+            sampled_groups += part.num_groups
+            parts.append(part.keep_groups(part.varied_groups()) if cfg.dynamic_sampling else part)
+            if sum(p.num_groups for p in parts) >= rank_prompts:
+                break
+        rollout = Rollout.concat(parts)
+        # every rank trains on the same number of groups (equal passes: ZeRO collectives)
+        num_groups = min(min(dist.all_gather_objects(rollout.num_groups)), rank_prompts)
+        rollout = rollout.keep_groups(torch.arange(rollout.num_groups) < num_groups)
+        if num_groups == 0:
+            empty_steps += 1
+            if empty_steps >= 10:
+                raise RuntimeError(
+                    f"stages.{ctx.stage.name}: dynamic sampling found no group with varied rewards in "
+                    f"{empty_steps} steps x {cfg.max_sampling_rounds} rounds; raise max_sampling_rounds or set dynamic_sampling=false"
+                )
+            continue
+        empty_steps = 0
         t_gen = time.time()
 
-        # --- rewards and advantages ------------------------------------------------------------
-        responses = [full_response(template, c.text) for c in completions]
-        columns = {k: [v for v in vals for _ in range(G)] for k, vals in ctx.task.columns(rows[:]).items()}
-        scored = combine_rewards(reward_weights, responses, columns)
-        rewards = scored.total
-        if cfg.format_gate:
-            rewards = rewards * scored.components["format"]
-        comp_ids = [c.token_ids for c in completions]
-        truncated = torch.tensor([not c.stopped for c in completions])
+        # --- batches and advantages ------------------------------------------------------------
+        prompts, comp_ids, truncated = rollout.prompts, rollout.completions, rollout.truncated
+        rewards, components = rollout.rewards, rollout.components
         mbs = token_balanced([len(p) + len(c) for p, c in zip(prompts, comp_ids)], cfg.micro_batch_per_device)
         batches = [collate_rollout([prompts[i] for i in mb], [comp_ids[i] for i in mb], pad) for mb in mbs]
         if cfg.overlong == "mask":
@@ -126,7 +139,7 @@ def run_grpo(ctx: StageContext) -> None:
         # --- policy update(s) ------------------------------------------------------------------
         local_tokens = sum(int(b["loss_mask"][:, 1:].sum()) for b in batches)
         norm = LossNorm(
-            num_sequences=cfg.prompts_per_step * G,
+            num_sequences=num_groups * G * dist.world_size(),
             num_tokens=max(1, int(dist.all_reduce_sum(torch.tensor(local_tokens)).item())),
             max_completion_length=cfg.max_new_tokens,
             world_size=dist.world_size(),
@@ -160,7 +173,7 @@ def run_grpo(ctx: StageContext) -> None:
 
         # --- metrics -----------------------------------------------------------------------------
         lengths = torch.tensor([len(c) for c in comp_ids], dtype=torch.float32)
-        correct = scored.components[correctness]
+        correct = components[correctness]
         summed = dist.all_reduce_sum(
             torch.tensor(
                 [sums["loss"], sums["entropy"], sums["clip_low"], sums["clip_high"], sums["kl"],
@@ -185,20 +198,23 @@ def run_grpo(ctx: StageContext) -> None:
             "clip_fraction_low": clo / tokens,
             "clip_fraction_high": chi / tokens,
             "kl": kl / tokens,
-            "gen_tokens_per_s": len_sum / max(t_gen - t0, 1e-9),
+            "gen_tokens_per_s": len_sum / max(rollout.seconds_generate, 1e-9),
             "train_tokens_per_s": tokens * cfg.updates_per_batch / max(t_train - t_score, 1e-9),
-            "time_generate": t_gen - t0,
-            "time_score": t_score - t_gen,
+            "time_generate": rollout.seconds_generate,
+            "time_reward": rollout.seconds_reward,
+            "sampling_rounds": len(parts),
+            "kept_group_fraction": num_groups / max(1, sampled_groups),
+            "time_logprobs_advantages": t_score - t_gen,
             "time_train": t_train - t_score,
         }
-        for name, values in scored.components.items():
+        for name, values in components.items():
             metrics[f"reward/{name}"] = float(values.mean())
         for name, value in group_stats(rewards.view(-1, G), correct.view(-1, G) > 0).items():
             metrics[name] = float(value)
         tracker.log(step + 1, metrics)
         if cfg.save_every and (step + 1) % cfg.save_every == 0 and engine.step < total_updates:
-            engine.save(ctx.resume_dir, {"stage": ctx.stage.name}, keep=cfg.keep_checkpoints)
+            engine.save(ctx.resume_dir, {"stage": ctx.stage.name, "draws": draws}, keep=cfg.keep_checkpoints)
         if engine.preempted():  # SIGTERM: save this step and exit (r1lab.engine.signals)
-            engine.save_and_exit(ctx.resume_dir, {"stage": ctx.stage.name}, cfg.keep_checkpoints, tracker.finish)
+            engine.save_and_exit(ctx.resume_dir, {"stage": ctx.stage.name, "draws": draws}, cfg.keep_checkpoints, tracker.finish)
     tracker.finish()
     engine.save_pretrained(ctx.checkpoint_dir, tokenizer, merge_lora=ctx.run.model.lora.merge_on_save)

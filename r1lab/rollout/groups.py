@@ -1,0 +1,108 @@
+"""Groups of completions: G samples per prompt, scored by the configured rewards.
+
+`sample_groups` is the rollout of one GRPO sampling round; `Rollout.keep_groups` and
+`Rollout.concat` let DAPO's dynamic sampling drop groups whose rewards are all equal (no learning
+signal) and top the batch up with another round.
+"""
+from __future__ import annotations
+
+import time
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from r1lab.models.templates import encode_prompt, full_response
+from r1lab.rewards import combine_rewards
+from r1lab.rollout.sampler import SamplingParams, generate
+
+
+@dataclass
+class Rollout:
+    group_size: int  # G: consecutive rows share a prompt
+    prompts: list[list[int]] = field(default_factory=list)  # [N] prompt token ids
+    completions: list[list[int]] = field(default_factory=list)  # [N] completion token ids
+    truncated: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.bool))  # [N] cut at max_new_tokens
+    rewards: torch.Tensor = field(default_factory=lambda: torch.zeros(0))  # [N] total reward
+    components: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> [N], unweighted
+    seconds_generate: float = 0.0  # wall time spent sampling
+    seconds_reward: float = 0.0  # wall time spent scoring
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+    @property
+    def num_groups(self) -> int:
+        return len(self) // self.group_size
+
+    def varied_groups(self) -> torch.Tensor:
+        """[P] bool: groups whose rewards are not all equal (the ones with a learning signal)."""
+        r = self.rewards.view(-1, self.group_size)
+        return (r != r[:, :1]).any(dim=1)
+
+    def keep_groups(self, keep: torch.Tensor) -> "Rollout":
+        """Only the groups where ``keep`` [P] is True."""
+        rows = keep.repeat_interleave(self.group_size).nonzero().squeeze(-1).tolist()
+        return Rollout(
+            group_size=self.group_size,
+            prompts=[self.prompts[i] for i in rows],
+            completions=[self.completions[i] for i in rows],
+            truncated=self.truncated[rows],
+            rewards=self.rewards[rows],
+            components={k: v[rows] for k, v in self.components.items()},
+            seconds_generate=self.seconds_generate,
+            seconds_reward=self.seconds_reward,
+        )
+
+    @staticmethod
+    def concat(parts: list["Rollout"]) -> "Rollout":
+        first = parts[0]
+        return Rollout(
+            group_size=first.group_size,
+            prompts=[p for r in parts for p in r.prompts],
+            completions=[c for r in parts for c in r.completions],
+            truncated=torch.cat([r.truncated for r in parts]),
+            rewards=torch.cat([r.rewards for r in parts]),
+            components={k: torch.cat([r.components[k] for r in parts]) for k in first.components},
+            seconds_generate=sum(r.seconds_generate for r in parts),
+            seconds_reward=sum(r.seconds_reward for r in parts),
+        )
+
+
+def sample_groups(
+    model: torch.nn.Module,
+    tokenizer,
+    task,
+    template: str,
+    rows: list[dict[str, Any]],
+    group_size: int,
+    sampling: SamplingParams,
+    reward_weights: dict[str, float],
+    format_gate: bool,
+    generator: torch.Generator | None,
+) -> Rollout:
+    """Sample ``group_size`` completions for each row's question and score them.
+
+    ``format_gate``: every reward counts only in a response with R1's strict tag format
+    (the ``format`` component must be among ``reward_weights``).
+    """
+    prompt_ids = [encode_prompt(tokenizer, template, task.question(r)) for r in rows]
+    prompts = [p for p in prompt_ids for _ in range(group_size)]
+    start = time.time()
+    completions = generate(model, tokenizer, prompts, sampling, batch_size=len(prompts), generator=generator)
+    generated = time.time()
+    responses = [full_response(template, c.text) for c in completions]
+    columns = {c: [r[c] for r in rows for _ in range(group_size)] for c in task.reward_columns}
+    scored = combine_rewards(reward_weights, responses, columns)
+    rewards = scored.total * scored.components["format"] if format_gate else scored.total
+    return Rollout(
+        group_size=group_size,
+        prompts=prompts,
+        completions=[c.token_ids for c in completions],
+        truncated=torch.tensor([not c.stopped for c in completions], dtype=torch.bool),
+        rewards=rewards,
+        components=scored.components,
+        seconds_generate=generated - start,
+        seconds_reward=time.time() - generated,
+    )
