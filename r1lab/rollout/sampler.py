@@ -1,14 +1,17 @@
 """Batched sampling with a KV cache, left padding, temperature/top-p and stop strings.
 
 A hand-written decode loop rather than ``model.generate``: rows that have stopped are dropped
-from the batch and the cache (``Cache.batch_select_indices``), so a batch costs what its live rows
-cost, and the loop owns its random generator, so a resumed run samples the same tokens.
+from the batch and the cache (``Cache.batch_select_indices``) once they are a quarter of it, so a
+batch costs about what its live rows cost; the cache grows in place (``kv_cache.GrowingLayer``);
+and the loop owns its random generator, so a resumed run samples the same tokens.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 import torch
+
+from r1lab.rollout.kv_cache import growing_cache
 
 
 @dataclass
@@ -82,27 +85,33 @@ def generate_batch(
     stopped = torch.zeros(n, dtype=torch.bool, device=device)
     live = torch.arange(n, device=device)  # original row index of each row still in the batch
 
-    result = model(input_ids=input_ids, attention_mask=attn, position_ids=positions, use_cache=True, logits_to_keep=1)
+    result = model(
+        input_ids=input_ids, attention_mask=attn, position_ids=positions, cache=growing_cache(), use_cache=True, logits_to_keep=1
+    )
     cache = result.cache
     next_pos = positions[:, -1:] + 1
+    active = torch.ones(n, dtype=torch.bool, device=device)  # batch rows still generating
     for t in range(params.max_new_tokens):
         tokens = _sample_next(result.logits[:, -1, :], params.temperature, params.top_p, generator)
-        out[live, t] = tokens
-        lengths[live] = t + 1
-        done = tokens == eos if eos is not None else torch.zeros_like(tokens, dtype=torch.bool)
+        rows = live[active]
+        out[rows, t] = tokens[active]
+        lengths[rows] = t + 1
+        done = tokens[active] == eos if eos is not None else torch.zeros_like(rows, dtype=torch.bool)
         for s in stops:
             k = s.numel()
             if t + 1 >= k:
-                done |= (out[live, t + 1 - k : t + 1] == s).all(-1)
-        stopped[live[done]] = True
-        if t + 1 == params.max_new_tokens:
+                done |= (out[rows, t + 1 - k : t + 1] == s).all(-1)
+        stopped[rows[done]] = True
+        active[active.clone()] = ~done
+        if t + 1 == params.max_new_tokens or not active.any():
             break
-        if done.any():
-            keep = (~done).nonzero().squeeze(-1)
-            if keep.numel() == 0:
-                break
+        # Drop finished rows from the batch and the cache once they are a quarter of it
+        # (compacting copies the cache, so not at every step).
+        if (~active).sum() * 4 >= active.numel():
+            keep = active.nonzero().squeeze(-1)
             live, tokens, next_pos, attn = live[keep], tokens[keep], next_pos[keep], attn[keep]
             cache.batch_select_indices(keep)
+            active = torch.ones(keep.numel(), dtype=torch.bool, device=device)
         attn = torch.cat([attn, torch.ones_like(attn[:, :1])], dim=-1)
         result = model(
             input_ids=tokens[:, None], attention_mask=attn, position_ids=next_pos, cache=cache, use_cache=True

@@ -13,6 +13,7 @@ the "old" log-probs are the current ones detached (ratio exactly 1, no extra for
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 
 import torch
 
@@ -107,46 +108,60 @@ def run_grpo(ctx: StageContext) -> None:
         empty_steps = 0
         t_gen = time.time()
 
-        # --- batches and advantages ------------------------------------------------------------
+        # --- advantages ------------------------------------------------------------------------
         prompts, comp_ids, truncated = rollout.prompts, rollout.completions, rollout.truncated
         rewards, components = rollout.rewards, rollout.components
-        mbs = token_balanced([len(p) + len(c) for p, c in zip(prompts, comp_ids)], cfg.micro_batch_per_device)
-        batches = [collate_rollout([prompts[i] for i in mb], [comp_ids[i] for i in mb], pad) for mb in mbs]
-        if cfg.overlong == "mask":
-            for mb, b in zip(mbs, batches):
-                b["loss_mask"][truncated[mb]] = 0
+        # tokens that carry loss: overlong completions may be masked out
+        loss_tokens = torch.tensor([0 if cfg.overlong == "mask" and t else len(c) for c, t in zip(comp_ids, truncated)])
 
-        # rollout-time log-probs (for several updates, or for a KL in the reward) and the reference's
-        old_logps, ref_logps = [], []
-        need_old = cfg.updates_per_batch > 1 or (reference is not None and cfg.kl.in_reward)
-        with torch.no_grad():
-            for b in batches:
-                b = {k: v.to(engine.device) for k, v in b.items()}
-                if need_old:
-                    old_logps.append(token_logprobs(engine.module, **b, chunk_size=cfg.logprob_chunk, temperature=cfg.temperature)[0])
-                if reference is not None:
-                    with adapters_off(reference):
-                        ref_logps.append(token_logprobs(reference, **b, chunk_size=cfg.logprob_chunk, temperature=cfg.temperature)[0])
-        if reference is not None and cfg.kl.in_reward:
+        def make_batches(rows: list[int]) -> tuple[list[list[int]], list[dict[str, torch.Tensor]]]:
+            mbs = token_balanced([len(prompts[i]) + len(comp_ids[i]) for i in rows], cfg.micro_batch_per_device)
+            mbs = [[rows[i] for i in mb] for mb in mbs]
+            batches = [collate_rollout([prompts[i] for i in mb], [comp_ids[i] for i in mb], pad) for mb in mbs]
+            for mb, b in zip(mbs, batches):
+                b["loss_mask"][loss_tokens[mb] == 0] = 0
+            return mbs, batches
+
+        def logprobs_of(model, batches, is_reference=False):  # no grad, one [b, T-1] tensor per micro-batch
+            with torch.no_grad(), adapters_off(model) if is_reference else nullcontext():
+                return [token_logprobs(model, **{k: v.to(engine.device) for k, v in b.items()},
+                                       chunk_size=cfg.logprob_chunk, temperature=cfg.temperature)[0] for b in batches]
+
+        if reference is not None and cfg.kl.in_reward:  # KL to the reference, subtracted from the reward
+            mbs, batches = make_batches(list(range(len(prompts))))
+            olds, refs = logprobs_of(engine.module, batches), logprobs_of(reference, batches, is_reference=True)
             penalised = rewards.clone()
-            for j, (mb, b) in enumerate(zip(mbs, batches)):
-                mask = b["loss_mask"][:, 1:]
-                penalised[mb] = kl_penalty_in_reward(rewards[mb], old_logps[j].cpu(), ref_logps[j].cpu(), mask, cfg.kl)
+            for mb, b, old, ref in zip(mbs, batches, olds, refs):
+                penalised[mb] = kl_penalty_in_reward(rewards[mb], old.cpu(), ref.cpu(), b["loss_mask"][:, 1:], cfg.kl)
             rewards = penalised
         advantages = compute_advantages(rewards.view(-1, G), cfg.advantage).view(-1)  # [N]
+
+        # --- which sequences to run: with no per-token term beside the policy loss, a sequence with
+        # zero advantage has zero gradient, so it is skipped (exactly; the normaliser still counts it)
+        per_token_terms = (reference is not None and not cfg.kl.in_reward) or cfg.entropy_coef != 0
+        rows = list(range(len(prompts))) if per_token_terms else advantages.nonzero().squeeze(-1).tolist()
+        mbs, batches = make_batches(rows)
+        # every rank runs the same number of micro-batches (ZeRO collectives); padding ones weigh 0
+        num_mbs = max(1, max(dist.all_gather_objects(len(mbs))))
+        weights = [1.0] * len(mbs) + [0.0] * (num_mbs - len(mbs))
+        if len(mbs) < num_mbs:
+            pad_mbs, pad_batches = make_batches([0])
+            mbs += pad_mbs * (num_mbs - len(mbs))
+            batches += pad_batches * (num_mbs - len(batches))
+        old_logps = logprobs_of(engine.module, batches) if cfg.updates_per_batch > 1 else []
+        ref_logps = logprobs_of(reference, batches, is_reference=True) if reference is not None and not cfg.kl.in_reward else []
         t_score = time.time()
 
         # --- policy update(s) ------------------------------------------------------------------
-        local_tokens = sum(int(b["loss_mask"][:, 1:].sum()) for b in batches)
         norm = LossNorm(
             num_sequences=num_groups * G * dist.world_size(),
-            num_tokens=max(1, int(dist.all_reduce_sum(torch.tensor(local_tokens)).item())),
+            num_tokens=max(1, int(dist.all_reduce_sum(loss_tokens.sum()).item())),
             max_completion_length=cfg.max_new_tokens,
             world_size=dist.world_size(),
         )
-        sums = {"loss": 0.0, "kl": 0.0, "entropy": 0.0, "clip_low": 0.0, "clip_high": 0.0}
+        sums = {"loss": 0.0, "kl": 0.0, "entropy": 0.0, "clip_low": 0.0, "clip_high": 0.0, "tokens": 0.0}
         for update in range(cfg.updates_per_batch):
-            for j, (mb, b) in enumerate(zip(mbs, batches)):
+            for j, (mb, b, weight) in enumerate(zip(mbs, batches, weights)):
                 b = {k: v.to(engine.device) for k, v in b.items()}
                 mask = b["loss_mask"][:, 1:]
                 logp, entropy = token_logprobs(
@@ -154,19 +169,20 @@ def run_grpo(ctx: StageContext) -> None:
                 )
                 old = old_logps[j] if old_logps else logp.detach()
                 per_token, stats = compute_policy_loss(logp, old, advantages[mb].to(engine.device), mask, cfg.loss)
-                if reference is not None:
+                if ref_logps:
                     per_token = per_token + kl_loss_term(logp, ref_logps[j], cfg.kl)
                 if cfg.entropy_coef:
                     per_token = per_token - cfg.entropy_coef * entropy
-                loss = reduce_loss(per_token, mask, norm, cfg.loss.reduction)
-                engine.backward(loss, last_micro_batch=j == len(batches) - 1)
-                if update == 0:
+                loss = weight * reduce_loss(per_token, mask, norm, cfg.loss.reduction)
+                engine.backward(loss, last_micro_batch=j == num_mbs - 1)
+                if update == 0 and weight:
                     m = mask.float()
                     sums["loss"] += float(loss) / dist.world_size()
+                    sums["tokens"] += float(m.sum())
                     sums["entropy"] += float((entropy * m).sum())
                     sums["clip_low"] += float((stats["clipped_low"].float() * m).sum())
                     sums["clip_high"] += float((stats["clipped_high"].float() * m).sum())
-                    if reference is not None:
+                    if ref_logps:
                         with torch.no_grad():
                             sums["kl"] += float((KL_ESTIMATORS.get(cfg.kl.estimator)(logp, ref_logps[j]) * m).sum())
         t_train = time.time()
@@ -176,13 +192,13 @@ def run_grpo(ctx: StageContext) -> None:
         correct = components[correctness]
         summed = dist.all_reduce_sum(
             torch.tensor(
-                [sums["loss"], sums["entropy"], sums["clip_low"], sums["clip_high"], sums["kl"],
+                [sums["loss"], sums["entropy"], sums["clip_low"], sums["clip_high"], sums["kl"], sums["tokens"],
                  float(rewards.sum()), float(rewards.square().sum()), float(correct.sum()),
                  float(lengths.sum()), float(truncated.sum()), float(len(rewards))]
             )
         ).tolist()
-        loss_sum, ent, clo, chi, kl, r_sum, r_sq, c_sum, len_sum, trunc, n = summed
-        tokens = norm.num_tokens
+        loss_sum, ent, clo, chi, kl, trained, r_sum, r_sq, c_sum, len_sum, trunc, n = summed
+        tokens = max(trained, 1.0)  # entropy, clipping and KL are over the tokens trained on
         metrics = {
             "loss": loss_sum,
             "lr": engine.lr(),
@@ -199,7 +215,8 @@ def run_grpo(ctx: StageContext) -> None:
             "clip_fraction_high": chi / tokens,
             "kl": kl / tokens,
             "gen_tokens_per_s": len_sum / max(rollout.seconds_generate, 1e-9),
-            "train_tokens_per_s": tokens * cfg.updates_per_batch / max(t_train - t_score, 1e-9),
+            "train_tokens_per_s": trained * cfg.updates_per_batch / max(t_train - t_score, 1e-9),
+            "trained_fraction": trained / max(1, norm.num_tokens),
             "time_generate": rollout.seconds_generate,
             "time_reward": rollout.seconds_reward,
             "sampling_rounds": len(parts),
