@@ -1,7 +1,7 @@
 """Start-up validation: turn the composed config into typed objects or fail with one line."""
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, is_dataclass
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -27,6 +27,8 @@ class Stage:
 
 def typed_stage(name: str, raw: Any) -> StageConfig:
     """Merge one stage's YAML onto the schema of its kind; unknown keys and bad types fail."""
+    if is_dataclass(raw) and type(raw) in STAGE_SCHEMAS.values():  # already typed (a recipe's stage schema)
+        return raw
     if not isinstance(raw, (dict, DictConfig)):
         raise ConfigError(f"stages.{name} must be a mapping with a `kind`, got {raw!r}")
     kind = raw.get("kind")
@@ -56,6 +58,21 @@ def check_stage(name: str, cfg: Any) -> None:
             raise ConfigError(f"stages.{name}: prompts_per_step, updates_per_batch must be >= 1, steps >= 0")
         if not cfg.rewards:
             raise ConfigError(f"stages.{name}.rewards is empty; e.g. rewards: {{countdown: 1.0}}")
+        from r1lab.algorithms.advantages import ADVANTAGES
+        from r1lab.algorithms.kl import KL_ESTIMATORS
+        from r1lab.algorithms.policy_loss import POLICY_LOSSES
+        from r1lab.algorithms.reduce import REDUCTIONS
+        from r1lab.rewards import REWARDS
+
+        for field, value, registry in (
+            ("advantage.name", cfg.advantage.name, ADVANTAGES.names()),
+            ("loss.name", cfg.loss.name, POLICY_LOSSES.names()),
+            ("loss.reduction", cfg.loss.reduction, REDUCTIONS.names()),
+            ("kl.estimator", cfg.kl.estimator, KL_ESTIMATORS.names()),
+            *(("rewards", reward, sorted(REWARDS)) for reward in cfg.rewards),
+        ):
+            if value not in registry:
+                raise ConfigError(f"stages.{name}.{field}={value!r} is not registered; valid: {', '.join(registry)}")
     if cfg.schedule not in ("cosine", "linear", "constant"):
         raise ConfigError(f"stages.{name}.schedule={cfg.schedule!r}; valid: cosine, linear, constant")
 
