@@ -68,6 +68,19 @@ class StageContext:
         )
         return Engine(model, self.run.engine, opt)
 
+    def after_step(self, engine: Engine, tracker: Tracker, step: int, total_steps: int, state: dict | None = None) -> None:
+        """Resumable checkpoint every ``save_every`` steps; on SIGTERM, save and exit."""
+        state = {"stage": self.stage.name, **(state or {})}
+        if self.cfg.save_every and step % self.cfg.save_every == 0 and step < total_steps:
+            engine.save(self.resume_dir, state, keep=self.cfg.keep_checkpoints)
+        if engine.preempted():  # SIGTERM: save this step and exit (r1lab.engine.signals)
+            engine.save_and_exit(self.resume_dir, state, self.cfg.keep_checkpoints, tracker.finish)
+
+    def finish(self, engine: Engine, tracker: Tracker, tokenizer) -> None:
+        """Close the tracker and export the stage's model in Hugging Face format."""
+        tracker.finish()
+        engine.save_pretrained(self.checkpoint_dir, tokenizer, merge_lora=self.run.model.lora.merge_on_save)
+
     def tracker(self, total_steps: int, start_step: int = 0) -> Tracker:
         return Tracker(
             self.run.tracking,

@@ -202,9 +202,5 @@ def run_dpo(ctx: StageContext) -> None:
                 "step_seconds": elapsed,
             },
         )
-        if cfg.save_every and engine.step % cfg.save_every == 0 and engine.step < total_steps:
-            engine.save(ctx.resume_dir, {"stage": ctx.stage.name}, keep=cfg.keep_checkpoints)
-        if engine.preempted():  # SIGTERM: save this step and exit (r1lab.engine.signals)
-            engine.save_and_exit(ctx.resume_dir, {"stage": ctx.stage.name}, cfg.keep_checkpoints, tracker.finish)
-    tracker.finish()
-    engine.save_pretrained(ctx.checkpoint_dir, tokenizer, merge_lora=ctx.run.model.lora.merge_on_save)
+        ctx.after_step(engine, tracker, engine.step, total_steps)
+    ctx.finish(engine, tracker, tokenizer)

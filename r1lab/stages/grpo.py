@@ -229,9 +229,5 @@ def run_grpo(ctx: StageContext) -> None:
         for name, value in group_stats(rewards.view(-1, G), correct.view(-1, G) > 0).items():
             metrics[name] = float(value)
         tracker.log(step + 1, metrics)
-        if cfg.save_every and (step + 1) % cfg.save_every == 0 and engine.step < total_updates:
-            engine.save(ctx.resume_dir, {"stage": ctx.stage.name, "draws": draws}, keep=cfg.keep_checkpoints)
-        if engine.preempted():  # SIGTERM: save this step and exit (r1lab.engine.signals)
-            engine.save_and_exit(ctx.resume_dir, {"stage": ctx.stage.name, "draws": draws}, cfg.keep_checkpoints, tracker.finish)
-    tracker.finish()
-    engine.save_pretrained(ctx.checkpoint_dir, tokenizer, merge_lora=ctx.run.model.lora.merge_on_save)
+        ctx.after_step(engine, tracker, step + 1, cfg.steps, {"draws": draws})
+    ctx.finish(engine, tracker, tokenizer)
