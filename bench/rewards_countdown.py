@@ -35,9 +35,9 @@ def _random_expr(rng: random.Random, nums: list[int]) -> tuple[str, Fraction]:
         i = rng.randrange(len(items) - 1)
         (ta, va, _), (tb, vb, _) = items[i], items[i + 1]
         op = rng.choice(_OPS)
-        if op == "/" and (vb == 0 or (va / vb).denominator != 1) and rng.random() < 0.9:
-            op = rng.choice("+-*")  # mostly keep intermediate values whole, like real solutions
-        value = {"+": va + vb, "-": va - vb, "*": va * vb, "/": va / vb if vb else va}[op]
+        if op == "/" and (vb == 0 or ((va / vb).denominator != 1 and rng.random() < 0.9)):
+            op = rng.choice("+-*")  # never divide by zero; mostly keep intermediate values whole
+        value = {"+": va + vb, "-": va - vb, "*": va * vb, "/": va / vb if vb else None}[op]
         sp = " " if rng.random() < 0.5 else ""
         items[i : i + 2] = [(f"({ta}{sp}{op}{sp}{tb})", value, False)]
     text = items[0][0]

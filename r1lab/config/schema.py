@@ -128,6 +128,9 @@ class EvalConfig:
     max_new_tokens: int = 256  # longest response, in tokens
     batch_size: int = 256  # sequences generated together
     initial: bool = True  # also evaluate the starting model
+    every: int = 0  # during training: optimizer steps between evaluations on a subset (0 = off)
+    every_num_problems: int = 100  # during training: the first N problems of the split
+    every_samples: int = 4  # during training: samples per problem
 
 
 @dataclass

@@ -261,15 +261,16 @@ def _span_bytes(joined: str) -> np.ndarray:
 
 def _parse_literals(buf: np.ndarray, start: np.ndarray, length: np.ndarray) -> np.ndarray:
     """``[M]`` int64 values of the digit runs ``buf[start:start+length]`` (Horner, vectorized
-    over runs). Runs longer than ``_MAX_FAST_DIGITS`` get a meaningless value; callers route them
-    to the exact path."""
-    if len(start) == 0:
-        return np.zeros(0, dtype=np.int64)
+    over runs; each pass keeps only the runs that are still longer, so one long run costs its
+    own digits, not a pass over every literal per digit). Runs longer than
+    ``_MAX_FAST_DIGITS`` get a meaningless value; callers route them to the exact path."""
     val = _DIGIT_VALUE[buf[start]]
-    last = len(buf) - 1
-    for j in range(1, min(int(length.max()), _MAX_FAST_DIGITS)):
-        digit = _DIGIT_VALUE[buf[np.minimum(start + j, last)]]
-        val = np.where(length > j, val * 10 + digit, val)
+    longer = np.flatnonzero(length > 1)  # runs with a digit at offset j (j = 1 first)
+    for j in range(1, _MAX_FAST_DIGITS):
+        if len(longer) == 0:
+            break
+        val[longer] = val[longer] * 10 + _DIGIT_VALUE[buf[start[longer] + j]]
+        longer = longer[length[longer] > j + 1]
     return val
 
 

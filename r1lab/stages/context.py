@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,7 @@ class StageContext:
     start_model: str  # path or hub id the stage starts from
     task: Task
     group: str  # pipeline run id: groups this stage's W&B run with its siblings
+    tokenizer: Any = field(default=None, init=False)  # the policy's, set by load_policy
 
     @property
     def cfg(self):
@@ -52,6 +54,7 @@ class StageContext:
             tokenizer = load_tokenizer(start, self.run.model)
         if lora.enabled:
             model = apply_lora(model, lora)
+        self.tokenizer = tokenizer
         return model, tokenizer
 
     def engine(self, model: torch.nn.Module, total_steps: int) -> Engine:
@@ -69,12 +72,31 @@ class StageContext:
         return Engine(model, self.run.engine, opt)
 
     def after_step(self, engine: Engine, tracker: Tracker, step: int, total_steps: int, state: dict | None = None) -> None:
-        """Resumable checkpoint every ``save_every`` steps; on SIGTERM, save and exit."""
+        """Held-out evaluation every ``eval.every`` steps; resumable checkpoint every ``save_every``
+        steps; on SIGTERM, save and exit."""
+        every = self.run.eval.every
+        if every and step % every == 0 and step < total_steps:  # the pipeline evaluates the final model
+            tracker.log(step, self.evaluate_during_training(engine))
         state = {"stage": self.stage.name, **(state or {})}
         if self.cfg.save_every and step % self.cfg.save_every == 0 and step < total_steps:
             engine.save(self.resume_dir, state, keep=self.cfg.keep_checkpoints)
         if engine.preempted():  # SIGTERM: save this step and exit (r1lab.engine.signals)
             engine.save_and_exit(self.resume_dir, state, self.cfg.keep_checkpoints, tracker.finish)
+
+    def evaluate_during_training(self, engine: Engine) -> dict[str, float]:
+        """``eval/<figure>`` on the first ``eval.every_num_problems`` held-out problems."""
+        from r1lab.eval.evaluate import evaluate  # the eval package imports the rollout sampler
+
+        ev = self.run.eval
+        cfg = replace(ev, num_problems=ev.every_num_problems, samples=ev.every_samples)
+        was_training = engine.module.training
+        engine.eval()
+        with engine.gathered():  # ZeRO-3: full weights for sampling
+            result = evaluate(engine.module, self.tokenizer, self.task, self.run.model.template, cfg, seed=self.run.seed)
+        if was_training:
+            engine.train()
+        keys = ("greedy_accuracy", "sampled_accuracy", "format_rate", "mean_response_length", "seconds")
+        return {f"eval/{k}": float(result[k]) for k in keys}
 
     def finish(self, engine: Engine, tracker: Tracker, tokenizer) -> None:
         """Close the tracker and export the stage's model in Hugging Face format."""
