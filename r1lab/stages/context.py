@@ -148,6 +148,12 @@ def check_batch_sizes(name: str, cfg, world: int) -> None:
         )
 
 
+def length_grouped(lengths: list[int], size: int) -> list[list[int]]:
+    """Indices grouped into micro-batches of ``size`` rows of similar length (less padding)."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    return micro_batches(order, size)
+
+
 def micro_batches(items: list, size: int) -> list[list]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 

@@ -28,7 +28,7 @@ from r1lab.models.lora import adapters_off, is_lora
 from r1lab.rewards.reward_model import configure_reward_model
 from r1lab.rollout.groups import Rollout, sample_groups
 from r1lab.rollout.sampler import SamplingParams
-from r1lab.stages.context import StageContext, micro_batches, per_rank, step_indices
+from r1lab.stages.context import StageContext, length_grouped, per_rank, step_indices
 
 
 def collate_rollout(prompts: list[list[int]], completions: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
@@ -43,12 +43,6 @@ def collate_rollout(prompts: list[list[int]], completions: list[list[int]], pad_
         attn[i, : len(p) + len(c)] = 1
         mask[i, len(p) : len(p) + len(c)] = 1
     return {"input_ids": ids, "attention_mask": attn, "loss_mask": mask}
-
-
-def token_balanced(lengths: list[int], size: int) -> list[list[int]]:
-    """Indices grouped into micro-batches of ``size`` rows of similar length (less padding)."""
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    return micro_batches(order, size)
 
 
 def run_grpo(ctx: StageContext) -> None:
@@ -115,7 +109,7 @@ def run_grpo(ctx: StageContext) -> None:
         loss_tokens = torch.tensor([0 if cfg.overlong == "mask" and t else len(c) for c, t in zip(comp_ids, truncated)])
 
         def make_batches(rows: list[int]) -> tuple[list[list[int]], list[dict[str, torch.Tensor]]]:
-            mbs = token_balanced([len(prompts[i]) + len(comp_ids[i]) for i in rows], cfg.micro_batch_per_device)
+            mbs = length_grouped([len(prompts[i]) + len(comp_ids[i]) for i in rows], cfg.micro_batch_per_device)
             mbs = [[rows[i] for i in mb] for mb in mbs]
             batches = [collate_rollout([prompts[i] for i in mb], [comp_ids[i] for i in mb], pad) for mb in mbs]
             for mb, b in zip(mbs, batches):

@@ -22,7 +22,7 @@ from r1lab.algorithms.reduce import LossNorm, reduce_loss
 from r1lab.engine import dist
 from r1lab.models.forward import token_logprobs
 from r1lab.models.templates import encode_prompt
-from r1lab.stages.context import StageContext, ceil_div, micro_batches, per_rank, step_indices
+from r1lab.stages.context import StageContext, ceil_div, length_grouped, per_rank, step_indices
 from r1lab.stages.filters import render_messages
 
 Example = tuple[list[int], list[int]]  # (prompt ids, response ids)
@@ -124,7 +124,8 @@ def run_sft(ctx: StageContext) -> None:
         step_start = time.time()
         idx = step_indices(engine.step, cfg.batch_size, len(examples), cfg.seed)
         mine = [examples[i] for i in idx[dist.rank() * rank_batch : (dist.rank() + 1) * rank_batch]]
-        batches = [collate(mb, pad, cfg.max_length, cfg.packing) for mb in micro_batches(mine, cfg.micro_batch_per_device)]
+        groups = length_grouped([len(p) + len(r) for p, r in mine], cfg.micro_batch_per_device)
+        batches = [collate([mine[i] for i in g], pad, cfg.max_length, cfg.packing) for g in groups]
         local_tokens = sum(int(b["loss_mask"][:, 1:].sum()) for b in batches)
         global_tokens = int(dist.all_reduce_sum(torch.tensor(local_tokens)).item())
         norm = LossNorm(

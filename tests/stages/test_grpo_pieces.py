@@ -5,7 +5,8 @@ from r1lab.algorithms.policy_loss import PolicyLossConfig, compute_policy_loss
 from r1lab.config.schema import TinyModelConfig
 from r1lab.models.forward import token_logprobs
 from r1lab.models.tiny import build_tiny_model, char_tokenizer
-from r1lab.stages.grpo import collate_rollout, token_balanced
+from r1lab.stages.context import length_grouped
+from r1lab.stages.grpo import collate_rollout
 
 
 def test_rollout_time_logprobs_give_ratio_exactly_one_on_the_first_update():
@@ -29,5 +30,5 @@ def test_collate_masks_exactly_the_completion_tokens():
     assert b["attention_mask"].tolist() == [[1, 1, 1, 1, 1], [1, 1, 0, 0, 0]]
 
 
-def test_token_balanced_groups_similar_lengths():
-    assert token_balanced([5, 90, 7, 88, 6, 91], 2) == [[0, 4], [2, 3], [1, 5]]
+def test_length_grouped_groups_similar_lengths():
+    assert length_grouped([5, 90, 7, 88, 6, 91], 2) == [[0, 4], [2, 3], [1, 5]]
