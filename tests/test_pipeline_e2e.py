@@ -28,7 +28,8 @@ def test_pipeline_writes_run_dir_reloads_and_resumes(tmp_path):
         assert EVAL_KEYS <= set(evaluation)
         assert evaluation["num_problems"] == 8 and set(evaluation["pass_at_k"]) == {"1", "2"}
     grpo_line = json.loads((run_dir / "stages/02-grpo/metrics.jsonl").read_text().splitlines()[0])
-    for key in ("reward", "accuracy", "reward/countdown", "response_length", "clip_fraction_low", "entropy", "grad_norm"):
+    for key in ("reward", "accuracy", "reward/countdown", "response_length", "clip_fraction_low", "entropy", "grad_norm",
+                "behaviour/verification", "behaviour/reflection"):
         assert key in grpo_line
     assert json.loads((run_dir / "stages/00-start/eval.json").read_text())["num_problems"] == 8
     # The table: a row for the starting model and one per stage.

@@ -9,8 +9,9 @@ Reads the run directory the pipeline writes (``r1lab/pipeline.py``)::
 and writes into ``<run>/report/`` (or ``out_dir``):
 
 * ``training-NN-<name>.png`` per stage with metrics: reward per component (``reward`` and
-  ``reward/<name>``), accuracy, response length, KL, entropy, loss, and any ``eval/...`` figure
-  logged during training, against optimizer steps;
+  ``reward/<name>``), accuracy, response length, KL, entropy, loss, reasoning behaviours of the
+  rollouts (``behaviour/<name>``), and any ``eval/...`` figure logged during training
+  (``eval.every``), against optimizer steps;
 * ``eval.png``: greedy, avg@k, pass@k and maj@k per stage (start model included) with 95% CIs;
 * ``behaviours.png``: mean occurrences per completion of each reasoning behaviour per stage;
 * ``report.md`` (the tables) and ``index.html`` (tables, plots, and completions with their
@@ -97,9 +98,18 @@ def metric_series(rows: list[dict]) -> dict[str, dict[str, tuple[list, list]]]:
         lines = {k: v for k, v in lines.items() if v[0]}
         if lines:
             out[panel] = lines
-    evals = {k: series(k) for k in sorted(keys) if k.startswith("eval/")}
-    if evals:
-        out["held-out eval during training"] = {k.split("/", 1)[1]: v for k, v in evals.items() if v[0]}
+    # key families: panel -> (key prefix, prefixes kept out of the panel)
+    families = {
+        "held-out eval during training": ("eval/", ("eval/mean_response_length", "eval/seconds", "eval/behaviour/")),
+        "held-out response length (tokens)": ("eval/mean_response_length", ()),
+        "held-out behaviours per completion": ("eval/behaviour/", ()),
+        "behaviours per completion (rollouts)": ("behaviour/", ()),
+    }
+    for panel, (prefix, skip) in families.items():
+        lines = {k.rsplit("/", 1)[-1]: series(k) for k in sorted(keys) if k.startswith(prefix) and not k.startswith(skip)}
+        lines = {k: v for k, v in lines.items() if v[0]}
+        if lines:
+            out[panel] = lines
     return out
 
 

@@ -23,6 +23,7 @@ class Rollout:
     group_size: int  # G: consecutive rows share a prompt
     prompts: list[list[int]] = field(default_factory=list)  # [N] prompt token ids
     completions: list[list[int]] = field(default_factory=list)  # [N] completion token ids
+    responses: list[str] = field(default_factory=list)  # [N] response texts, as the rewards saw them
     truncated: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.bool))  # [N] cut at max_new_tokens
     rewards: torch.Tensor = field(default_factory=lambda: torch.zeros(0))  # [N] total reward
     components: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> [N], unweighted
@@ -48,6 +49,7 @@ class Rollout:
             group_size=self.group_size,
             prompts=[self.prompts[i] for i in rows],
             completions=[self.completions[i] for i in rows],
+            responses=[self.responses[i] for i in rows],
             truncated=self.truncated[rows],
             rewards=self.rewards[rows],
             components={k: v[rows] for k, v in self.components.items()},
@@ -62,6 +64,7 @@ class Rollout:
             group_size=first.group_size,
             prompts=[p for r in parts for p in r.prompts],
             completions=[c for r in parts for c in r.completions],
+            responses=[t for r in parts for t in r.responses],
             truncated=torch.cat([r.truncated for r in parts]),
             rewards=torch.cat([r.rewards for r in parts]),
             components={k: torch.cat([r.components[k] for r in parts]) for k in first.components},
@@ -100,6 +103,7 @@ def sample_groups(
         group_size=group_size,
         prompts=prompts,
         completions=[c.token_ids for c in completions],
+        responses=responses,
         truncated=torch.tensor([not c.stopped for c in completions], dtype=torch.bool),
         rewards=rewards,
         components=scored.components,

@@ -96,7 +96,9 @@ class StageContext:
         if was_training:
             engine.train()
         keys = ("greedy_accuracy", "sampled_accuracy", "format_rate", "mean_response_length", "seconds")
-        return {f"eval/{k}": float(result[k]) for k in keys}
+        figures = {f"eval/{k}": float(result[k]) for k in keys}
+        figures.update({f"eval/behaviour/{b}": v["mean"] for b, v in result["behaviours"].items()})
+        return figures
 
     def finish(self, engine: Engine, tracker: Tracker, tokenizer) -> None:
         """Close the tracker and export the stage's model in Hugging Face format."""

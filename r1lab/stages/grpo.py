@@ -22,6 +22,7 @@ from r1lab.algorithms.kl import KL_ESTIMATORS, kl_loss_term, kl_penalty_in_rewar
 from r1lab.algorithms.policy_loss import compute_policy_loss
 from r1lab.algorithms.reduce import LossNorm, reduce_loss
 from r1lab.engine import dist
+from r1lab.eval.behaviours import behaviour_counts
 from r1lab.models.forward import token_logprobs
 from r1lab.models.load import load_model
 from r1lab.models.lora import adapters_off, is_lora
@@ -220,6 +221,10 @@ def run_grpo(ctx: StageContext) -> None:
         }
         for name, values in components.items():
             metrics[f"reward/{name}"] = float(values.mean())
+        behaviours = behaviour_counts(rollout.responses)  # occurrences per completion, all ranks
+        totals = dist.all_reduce_sum(torch.tensor([float(c.sum()) for c in behaviours.values()])).tolist()
+        for name, total in zip(behaviours, totals):
+            metrics[f"behaviour/{name}"] = total / n
         for name, value in group_stats(rewards.view(-1, G), correct.view(-1, G) > 0).items():
             metrics[name] = float(value)
         tracker.log(step + 1, metrics)

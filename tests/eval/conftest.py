@@ -68,8 +68,10 @@ def make_run(run_dir: Path, accs=(0.05, 0.4, 0.62), with_samples: bool = True, o
                 acc_s = 0.4 + 0.22 * s / 30
                 rows.append({"step": s, "loss": 0.01 * math.sin(s), "reward": acc_s + 0.1, "reward/countdown": acc_s,
                              "reward/format": 0.9 + 0.003 * s, "accuracy": acc_s, "response_length": 60 + s,
-                             "kl": 0.001 * s, "entropy": 0.8 - 0.01 * s, "lr": 1e-4})
-            rows.append({"step": 30, "eval/greedy_accuracy": 0.62})
+                             "kl": 0.001 * s, "entropy": 0.8 - 0.01 * s, "lr": 1e-4,
+                             "behaviour/verification": 1.0, "behaviour/reflection": 0.1 * s})
+            rows.append({"step": 30, "eval/greedy_accuracy": 0.62, "eval/mean_response_length": 71.0,
+                         "eval/seconds": 3.0, "eval/behaviour/verification": 0.9})
         else:
             rows = []
         if rows:

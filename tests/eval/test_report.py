@@ -34,7 +34,11 @@ def test_metric_series_groups_reward_components(fake_run):
     steps, values = curves["accuracy"]["accuracy"]
     assert steps[0] == 1 and len(values) == 30
     assert "KL to reference" in curves and "entropy (nats/token)" in curves
-    assert curves["held-out eval during training"]["greedy_accuracy"] == ([30], [0.62])
+    assert curves["held-out eval during training"] == {"greedy_accuracy": ([30], [0.62])}
+    assert curves["held-out response length (tokens)"] == {"mean_response_length": ([30], [71.0])}
+    assert curves["held-out behaviours per completion"] == {"verification": ([30], [0.9])}
+    behaviours = curves["behaviours per completion (rollouts)"]
+    assert set(behaviours) == {"verification", "reflection"} and behaviours["reflection"][1][-1] == pytest.approx(3.0)
     assert set(metric_series(stages[1].metrics)) == {"loss", "learning rate"}
 
 

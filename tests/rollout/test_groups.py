@@ -9,6 +9,7 @@ def _rollout(rewards, g=2):
         group_size=g,
         prompts=[[i // g] for i in range(n)],
         completions=[[100 + i] for i in range(n)],
+        responses=[f"response {i}" for i in range(n)],
         truncated=torch.zeros(n, dtype=torch.bool),
         rewards=torch.tensor(rewards, dtype=torch.float32),
         components={"countdown": torch.tensor(rewards, dtype=torch.float32)},
@@ -26,6 +27,7 @@ def test_keep_groups_and_concat_never_keep_an_all_equal_group():
     kept = Rollout.concat([a.keep_groups(a.varied_groups()), b.keep_groups(b.varied_groups())])
     assert kept.num_groups == 2
     assert kept.completions == [[102], [103], [102], [103]]
+    assert kept.responses == ["response 2", "response 3", "response 2", "response 3"]
     assert kept.rewards.tolist() == [0.0, 1.0, 1.0, 0.0]
     assert kept.components["countdown"].tolist() == [0.0, 1.0, 1.0, 0.0]
     assert kept.varied_groups().all()

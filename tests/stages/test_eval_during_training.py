@@ -31,5 +31,6 @@ def test_eval_every_logs_eval_figures_without_changing_training(tmp_path):
     for key in ("eval/greedy_accuracy", "eval/sampled_accuracy", "eval/format_rate"):
         assert 0.0 <= eval_rows[0][key] <= 1.0
     assert eval_rows[0]["eval/mean_response_length"] > 0
+    assert eval_rows[0]["eval/behaviour/verification"] >= 0.0
     # the evaluation leaves training exactly as it was (no RNG drawn, train mode restored)
     assert [r["loss"] for r in train_rows] == [r["loss"] for r in rows(tmp_path / "plain")]
