@@ -27,15 +27,16 @@ def _chunk_logprobs(
     targets: Tensor,  # [n] long
     temperature: float,
     with_entropy: bool = False,
-) -> tuple[Tensor, Tensor]:  # ([n] float32 log-probs, [n] float32 entropy, detached; empty if not asked)
+    entropy_grad: bool = False,
+) -> tuple[Tensor, Tensor]:  # ([n] float32 log-probs, [n] float32 entropy; empty if not asked)
     logits = F.linear(hidden, weight, bias).float()  # [n, V]
     if temperature != 1.0:
         logits = logits / temperature
     target_logits = logits.gather(1, targets.unsqueeze(1)).squeeze(1)  # [n]
     logz = torch.logsumexp(logits, dim=1)
     if with_entropy:  # from the same logits: no second LM-head projection
-        with torch.no_grad():
-            logp_all = logits.detach() - logz.detach().unsqueeze(1)
+        with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
+            logp_all = logits - logz.unsqueeze(1)
             entropy = -(logp_all.exp() * logp_all).sum(dim=1)
     else:
         entropy = logits.new_zeros(0)
@@ -51,6 +52,7 @@ def token_logprobs_and_entropy(
     temperature: float = 1.0,
     lm_head_bias: Optional[Tensor] = None,
     mask: Optional[Tensor] = None,
+    entropy_grad: bool = False,
 ) -> tuple[Tensor, Optional[Tensor]]:
     """Log-prob of ``target_ids`` under ``softmax((hidden @ W.T + b) / temperature)``.
 
@@ -60,7 +62,9 @@ def token_logprobs_and_entropy(
         target_ids: ``[B, L]`` token whose log-prob to take at each position (the next token;
             shift before calling).
         chunk_size: positions per chunk; peak extra memory is ``chunk_size * V`` float32.
-        with_entropy: also return the entropy of each position's distribution, without grad.
+        with_entropy: also return the entropy of each position's distribution.
+        entropy_grad: the entropy carries a gradient too (an entropy term in the loss);
+            otherwise it is detached (logged only).
         temperature: logits are divided by it (use the sampling temperature, so the log-probs
             are those of the distribution the tokens were drawn from).
         lm_head_bias: ``[V]`` or ``None`` (most LMs have no bias).
@@ -98,7 +102,7 @@ def token_logprobs_and_entropy(
             # Saves only the inputs; the chunk's logits are recomputed in backward.
             logp, ent = checkpoint(
                 _chunk_logprobs, h_chunk, lm_head_weight, lm_head_bias, t_chunk, temperature, with_entropy,
-                use_reentrant=False,
+                entropy_grad, use_reentrant=False,
             )
         else:
             logp, ent = _chunk_logprobs(h_chunk, lm_head_weight, lm_head_bias, t_chunk, temperature, with_entropy)

@@ -26,6 +26,7 @@ def token_logprobs(
     with_entropy: bool = False,
     temperature: float = 1.0,
     position_ids: torch.Tensor | None = None,
+    entropy_grad: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Log-prob of each next token where ``loss_mask`` is set.
 
@@ -36,6 +37,7 @@ def token_logprobs(
         loss_mask: ``[B, T]``, 1 on the tokens whose log-prob is wanted (position 0 is ignored:
             nothing predicts it).
         position_ids: ``[B, T]``; default counts non-padding tokens (right for left padding).
+        entropy_grad: the entropy carries a gradient (for an entropy term in the loss).
     Returns:
         ``(logp [B, T-1], entropy [B, T-1] or None)``, aligned with ``input_ids[:, 1:]``; 0 off the mask.
 
@@ -51,7 +53,9 @@ def token_logprobs(
     mask = loss_mask[:, 1:]
     if _zero3_partitioned(head.weight):
         # the root module: ZeRO-3's per-forward bookkeeping hangs on its pre-forward hook
-        return _logprobs_from_logits(model, input_ids, attention_mask, position_ids, mask, with_entropy, temperature)
+        return _logprobs_from_logits(
+            model, input_ids, attention_mask, position_ids, mask, with_entropy, temperature, entropy_grad
+        )
     hidden = lm.base_model(
         input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
     ).last_hidden_state  # [B, T, H]
@@ -64,10 +68,11 @@ def token_logprobs(
         temperature=temperature,
         lm_head_bias=head.bias,
         mask=mask,
+        entropy_grad=entropy_grad,
     )
 
 
-def _logprobs_from_logits(model, input_ids, attention_mask, position_ids, mask, with_entropy, temperature):
+def _logprobs_from_logits(model, input_ids, attention_mask, position_ids, mask, with_entropy, temperature, entropy_grad):
     logits = model(
         input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
     ).logits[:, :-1]  # [B, T-1, V]
@@ -76,7 +81,7 @@ def _logprobs_from_logits(model, input_ids, attention_mask, position_ids, mask, 
     logp = torch.where(keep, logp, torch.zeros_like(logp))
     entropy = None
     if with_entropy:
-        with torch.no_grad():
+        with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
             rows = []
             for row in logits:  # [T-1, V]: one float32 row at a time
                 lp = torch.log_softmax(row.float() / temperature, dim=-1)

@@ -160,7 +160,8 @@ def run_grpo(ctx: StageContext) -> None:
                 b = {k: v.to(engine.device) for k, v in b.items()}
                 mask = b["loss_mask"][:, 1:]
                 logp, entropy = token_logprobs(
-                    engine.module, **b, chunk_size=cfg.logprob_chunk, with_entropy=True, temperature=cfg.temperature
+                    engine.module, **b, chunk_size=cfg.logprob_chunk, with_entropy=True, temperature=cfg.temperature,
+                    entropy_grad=cfg.entropy_coef != 0,
                 )
                 old = old_logps[j] if old_logps else logp.detach()
                 per_token, stats = compute_policy_loss(logp, old, advantages[mb].to(engine.device), mask, cfg.loss)

@@ -110,3 +110,27 @@ def test_bf16_hidden_gives_float32_logprobs():
     ref, _ = _naive(hidden.detach().bfloat16(), weight.detach().bfloat16(), None, targets)
     assert logp.dtype == torch.float32
     torch.testing.assert_close(logp, ref)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_entropy_gradient_when_asked(temperature):
+    """An entropy term in the loss (GRPO's ``entropy_coef``) needs the entropy's gradient: with
+    ``entropy_grad`` it matches autograd through the full logits, chunked and checkpointed."""
+    hidden, weight, b, targets = _inputs()
+    params = [hidden, weight, b]
+    mask = torch.ones(B, L, dtype=torch.long)
+    mask[0, :2] = 0
+    logp, entropy = token_logprobs_and_entropy(
+        hidden, weight, targets, chunk_size=3, temperature=temperature, lm_head_bias=b, mask=mask, entropy_grad=True
+    )
+    ref_logp, ref_entropy = _naive(hidden, weight, b, targets, temperature)
+    ref_entropy = ref_entropy * mask
+    torch.testing.assert_close(entropy, ref_entropy)
+    coef = 0.3  # loss = -logp - coef * entropy, as in the GRPO stage
+    grads = torch.autograd.grad((-(logp * mask) - coef * entropy).sum(), params)
+    ref = torch.autograd.grad((-(ref_logp * mask) - coef * ref_entropy).sum(), params)
+    for got, want in zip(grads, ref):
+        torch.testing.assert_close(got, want)
+    # the entropy term alone has a gradient of its own (it is not detached)
+    _, entropy = token_logprobs_and_entropy(hidden, weight, targets, chunk_size=3, lm_head_bias=b, entropy_grad=True)
+    assert torch.autograd.grad(entropy.sum(), weight)[0].abs().sum() > 0
