@@ -128,6 +128,7 @@ class EvalConfig:
     max_new_tokens: int = 256  # longest response, in tokens
     batch_size: int = 256  # sequences generated together
     initial: bool = True  # also evaluate the starting model
+    language_reward: str = "language"  # registered reward for `language_consistency`: language (en) | language_zh
     every: int = 0  # during training: optimizer steps between evaluations on a subset (0 = off)
     every_num_problems: int = 100  # during training: the first N problems of the split
     every_samples: int = 4  # during training: samples per problem
@@ -191,7 +192,8 @@ class GRPOStageConfig(StageConfig):
     overlong: str = "none"  # completions cut at max_new_tokens: none (train on them) | mask (no loss)
     dynamic_sampling: bool = False  # DAPO: drop groups whose rewards are all equal, sample more to fill the batch
     max_sampling_rounds: int = 4  # dynamic sampling: sampling rounds per step at most (then train on what was kept)
-    entropy_coef: float = 0.0  # entropy bonus coefficient (0 = logged only)
+    entropy_coef: float = 0.0  # loss -= coef * entropy: > 0 an entropy bonus (exploration), < 0 entropy minimisation (sharpening); 0 = logged only
+    entropy_from_step: int = 0  # the entropy term applies from this GRPO step on (0 = from the start)
     logprob_chunk: int = 1024  # positions per chunk when computing log-probs (bounds logits memory)
     reward_model_path: Optional[str] = None  # sequence-classification reward model (hub id or path) for the `reward_model`/`routed` rewards
     reward_model_batch_size: int = 16  # sequences per reward-model forward pass

@@ -7,7 +7,8 @@ Per problem: one greedy completion, and ``k`` samples at the eval temperature. F
 * ``avg_at_k``: mean correctness of the first k' samples; ``maj_at_k``: majority vote over the
   first k' samples' normalised answers (``r1lab.eval.answers``), ties scored fractionally;
 * ``format_rate`` (share of samples with R1's strict tag format); ``mean_response_length``
-  (sampled, in tokens); ``answer_distance`` (countdown: mean capped |value - target|);
+  (sampled, in tokens); ``language_consistency`` (mean of the ``eval.language_reward`` reward
+  over the samples, R1's language-consistency measure); ``answer_distance`` (countdown: mean capped |value - target|);
 * ``ci95``: 95% percentile-bootstrap interval of each figure above, resampling problems
   (1,000 resamples, fixed seed): the k samples of a problem are correlated, problems are not;
 * ``by_difficulty``: the main figures per difficulty label (``r1lab.eval.answers``);
@@ -246,6 +247,8 @@ def evaluate_with_samples(
         "top_p": cfg.top_p,
         "max_new_tokens": cfg.max_new_tokens,
         **summarize(g, s, sampled.lengths, difficulty, seed),
+        # R1's language-consistency reward of the sampled completions (share of on-language words)
+        "language_consistency": float(get_reward(cfg.language_reward)([r for rs in s.responses for r in rs]).mean()),
         "truncated_fraction": float((~sampled.stopped).mean()),
         "seconds": round(time.time() - start, 1),
     }

@@ -133,7 +133,8 @@ def run_grpo(ctx: StageContext) -> None:
 
         # --- which sequences to run: with no per-token term beside the policy loss, a sequence with
         # zero advantage has zero gradient, so it is skipped (exactly; the normaliser still counts it)
-        per_token_terms = (reference is not None and not cfg.kl.in_reward) or cfg.entropy_coef != 0
+        entropy_coef = cfg.entropy_coef if step >= cfg.entropy_from_step else 0.0
+        per_token_terms = (reference is not None and not cfg.kl.in_reward) or entropy_coef != 0
         rows = list(range(len(prompts))) if per_token_terms else advantages.nonzero().squeeze(-1).tolist()
         mbs, batches = make_batches(rows)
         # every rank runs the same number of micro-batches (ZeRO collectives); padding ones weigh 0
@@ -161,21 +162,21 @@ def run_grpo(ctx: StageContext) -> None:
                 mask = b["loss_mask"][:, 1:]
                 logp, entropy = token_logprobs(
                     engine.module, **b, chunk_size=cfg.logprob_chunk, with_entropy=True, temperature=cfg.temperature,
-                    entropy_grad=cfg.entropy_coef != 0,
+                    entropy_grad=entropy_coef != 0,
                 )
                 old = old_logps[j] if old_logps else logp.detach()
                 per_token, stats = compute_policy_loss(logp, old, advantages[mb].to(engine.device), mask, cfg.loss)
                 if ref_logps:
                     per_token = per_token + kl_loss_term(logp, ref_logps[j], cfg.kl)
-                if cfg.entropy_coef:
-                    per_token = per_token - cfg.entropy_coef * entropy
+                if entropy_coef:
+                    per_token = per_token - entropy_coef * entropy
                 loss = weight * reduce_loss(per_token, mask, norm, cfg.loss.reduction)
                 engine.backward(loss, last_micro_batch=j == num_mbs - 1)
                 if update == 0 and weight:
                     m = mask.float()
-                    sums["loss"] += float(loss) / dist.world_size()
+                    sums["loss"] += float(loss.detach()) / dist.world_size()
                     sums["tokens"] += float(m.sum())
-                    sums["entropy"] += float((entropy * m).sum())
+                    sums["entropy"] += float((entropy.detach() * m).sum())
                     sums["clip_low"] += float((stats["clipped_low"].float() * m).sum())
                     sums["clip_high"] += float((stats["clipped_high"].float() * m).sum())
                     if ref_logps:

@@ -8,6 +8,7 @@ from r1lab.data.task import build_task
 from r1lab.eval.behaviours import BEHAVIOURS
 from r1lab.eval.evaluate import Scored, evaluate, evaluate_with_samples, scaling_curve, summarize
 from r1lab.models.tiny import build_tiny_model, char_tokenizer
+from r1lab.rewards.language import language_consistency_reward
 
 PIPELINE_KEYS = ("num_problems", "greedy_accuracy", "sampled_accuracy", "pass_at_k", "format_rate", "mean_response_length")
 
@@ -75,6 +76,8 @@ def test_evaluate_keeps_the_pipeline_keys_and_adds_the_analysis(tiny):
     assert len(records) == 3 * (1 + 2)
     assert [r["kind"] for r in records[:3]] == ["greedy", "sample", "sample"]
     assert all(r["response"].startswith("<think>") and 1 <= r["length"] <= 6 for r in records)
+    sampled = [r["response"] for r in records if r["kind"] == "sample"]
+    assert res["language_consistency"] == pytest.approx(float(language_consistency_reward(sampled).mean()))
 
     rows = scaling_curve(model, tok, task, "r1_zero_short", cfg, samples=[1, 2], budgets=[3, 6])
     assert [(r["max_new_tokens"], r["samples"]) for r in rows] == [(3, 1), (3, 2), (6, 1), (6, 2)]
