@@ -63,10 +63,12 @@ def main() -> None:
         raise FileNotFoundError(f"no GRPO metrics.jsonl under {run_dir}/stages")
     lines = [json.loads(line) for line in metrics_files[0].read_text().splitlines() if line.strip()]
     steps = [m for m in lines if "time_generate" in m]
+    # scoring = rewards + (reference) log-probs and advantages, as TRL's side counts it
+    score = [m["time_reward"] + m["time_logprobs_advantages"] for m in steps]
     result = {
-        "step": [m["time_generate"] + m["time_score"] + m["time_train"] for m in steps],
+        "step": [m["time_generate"] + s + m["time_train"] for m, s in zip(steps, score)],
         "generate": [m["time_generate"] for m in steps],
-        "score": [m["time_score"] for m in steps],
+        "score": score,
         "train": [m["time_train"] for m in steps],
         "completion_tokens": [m["response_length"] * cfg.completions_per_step for m in steps],
         "loss": [m["loss"] for m in steps],

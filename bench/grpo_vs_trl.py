@@ -26,9 +26,9 @@ which autocasts the forward passes to bf16 even on a CPU; it is turned off here)
 model almost never samples EOS or ``</answer>``, so every completion on both sides is
 ``--max-new-tokens`` long: the token counts are identical.
 
-What is measured. Wall seconds per optimizer step including generation (r1lab:
-``time_generate + time_score + time_train`` from ``metrics.jsonl``; TRL: ``on_step_begin`` to
-``on_step_end``), median over the steps after the first; the split into generation, scoring
+What is measured. Wall seconds per optimizer step including generation (r1lab: ``time_generate +
+time_reward + time_logprobs_advantages + time_train`` from ``metrics.jsonl``; TRL:
+``on_step_begin`` to ``on_step_end``), median over the steps after the first; the split into generation, scoring
 (rewards, reference log-probs, advantages) and training; peak resident memory of each process
 (``VmHWM``) and its resident memory once the libraries are imported.
 

@@ -29,7 +29,9 @@ def test_pipeline_writes_run_dir_reloads_and_resumes(tmp_path):
         assert evaluation["num_problems"] == 8 and set(evaluation["pass_at_k"]) == {"1", "2"}
     grpo_line = json.loads((run_dir / "stages/02-grpo/metrics.jsonl").read_text().splitlines()[0])
     for key in ("reward", "accuracy", "reward/countdown", "response_length", "clip_fraction_low", "entropy", "grad_norm",
-                "behaviour/verification", "behaviour/reflection"):
+                "behaviour/verification", "behaviour/reflection",
+                # read by bench/_grpo_bench_r1lab.py
+                "time_generate", "time_reward", "time_logprobs_advantages", "time_train"):
         assert key in grpo_line
     assert json.loads((run_dir / "stages/00-start/eval.json").read_text())["num_problems"] == 8
     # The table: a row for the starting model and one per stage.
