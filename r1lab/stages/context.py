@@ -2,8 +2,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +26,6 @@ class StageContext:
     start_model: str  # path or hub id the stage starts from
     task: Task
     group: str  # pipeline run id: groups this stage's W&B run with its siblings
-    tokenizer: Any = field(default=None, init=False)  # the policy's, set by load_policy
 
     @property
     def cfg(self):
@@ -54,7 +52,6 @@ class StageContext:
             tokenizer = load_tokenizer(start, self.run.model)
         if lora.enabled:
             model = apply_lora(model, lora)
-        self.tokenizer = tokenizer
         return model, tokenizer
 
     def engine(self, model: torch.nn.Module, total_steps: int) -> Engine:
@@ -71,19 +68,21 @@ class StageContext:
         )
         return Engine(model, self.run.engine, opt)
 
-    def after_step(self, engine: Engine, tracker: Tracker, step: int, total_steps: int, state: dict | None = None) -> None:
+    def after_step(
+        self, engine: Engine, tracker: Tracker, tokenizer, step: int, total_steps: int, state: dict | None = None
+    ) -> None:
         """Held-out evaluation every ``eval.every`` steps; resumable checkpoint every ``save_every``
         steps; on SIGTERM, save and exit."""
         every = self.run.eval.every
         if every and step % every == 0 and step < total_steps:  # the pipeline evaluates the final model
-            tracker.log(step, self.evaluate_during_training(engine))
+            tracker.log(step, self.evaluate_during_training(engine, tokenizer))
         state = {"stage": self.stage.name, **(state or {})}
         if self.cfg.save_every and step % self.cfg.save_every == 0 and step < total_steps:
             engine.save(self.resume_dir, state, keep=self.cfg.keep_checkpoints)
         if engine.preempted():  # SIGTERM: save this step and exit (r1lab.engine.signals)
             engine.save_and_exit(self.resume_dir, state, self.cfg.keep_checkpoints, tracker.finish)
 
-    def evaluate_during_training(self, engine: Engine) -> dict[str, float]:
+    def evaluate_during_training(self, engine: Engine, tokenizer) -> dict[str, float]:
         """``eval/<figure>`` on the first ``eval.every_num_problems`` held-out problems."""
         from r1lab.eval.evaluate import evaluate  # the eval package imports the rollout sampler
 
@@ -92,7 +91,7 @@ class StageContext:
         was_training = engine.module.training
         engine.eval()
         with engine.gathered():  # ZeRO-3: full weights for sampling
-            result = evaluate(engine.module, self.tokenizer, self.task, self.run.model.template, cfg, seed=self.run.seed)
+            result = evaluate(engine.module, tokenizer, self.task, self.run.model.template, cfg, seed=self.run.seed)
         if was_training:
             engine.train()
         keys = ("greedy_accuracy", "sampled_accuracy", "format_rate", "mean_response_length", "seconds")

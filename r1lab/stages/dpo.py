@@ -202,5 +202,5 @@ def run_dpo(ctx: StageContext) -> None:
                 "step_seconds": elapsed,
             },
         )
-        ctx.after_step(engine, tracker, engine.step, total_steps)
+        ctx.after_step(engine, tracker, tokenizer, engine.step, total_steps)
     ctx.finish(engine, tracker, tokenizer)

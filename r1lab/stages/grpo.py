@@ -230,5 +230,5 @@ def run_grpo(ctx: StageContext) -> None:
         for name, value in group_stats(rewards.view(-1, G), correct.view(-1, G) > 0).items():
             metrics[name] = float(value)
         tracker.log(step + 1, metrics)
-        ctx.after_step(engine, tracker, step + 1, cfg.steps, {"draws": draws})
+        ctx.after_step(engine, tracker, tokenizer, step + 1, cfg.steps, {"draws": draws})
     ctx.finish(engine, tracker, tokenizer)
