@@ -14,7 +14,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.grpo_vs_trl import LOSS_VARIANTS, TEMPLATE, TRL_ADVANTAGE_EPS, BenchConfig, proc_status_mib  # noqa: E402
+from bench.grpo_vs_trl import (  # noqa: E402
+    BENCH_REWARD,
+    LOSS_VARIANTS,
+    TEMPLATE,
+    TRL_ADVANTAGE_EPS,
+    BenchConfig,
+    proc_status_mib,
+    register_bench_reward,
+)  # noqa: E402
 
 
 def cli_args(cfg: BenchConfig, run_dir: Path) -> list[str]:
@@ -32,6 +40,7 @@ def cli_args(cfg: BenchConfig, run_dir: Path) -> list[str]:
         f"{g}samples_per_prompt={cfg.samples}", f"{g}max_new_tokens={cfg.max_new_tokens}",
         f"{g}micro_batch_per_device={cfg.micro}", f"{g}updates_per_batch=1", f"{g}lr={cfg.lr}", f"{g}schedule=constant",
         f"{g}warmup_ratio=0.0", f"{g}weight_decay=0.0", f"{g}max_grad_norm=1.0", f"{g}temperature=1.0", f"{g}top_p=1.0",
+        "~stages.grpo.rewards.countdown", f"{g}rewards.{BENCH_REWARD}=1.0",
         f"{g}format_gate=false", f"{g}overlong=none", f"{g}entropy_coef=0.0", f"{g}save_every=0",
         f"{g}loss.reduction={ours['reduction']}", f"{g}advantage.scale={ours['scale']}",
         f"{g}advantage.eps={TRL_ADVANTAGE_EPS}", f"{g}kl.beta={cfg.beta}", f"{g}kl.estimator=k3", f"{g}kl.in_reward=false",
@@ -48,6 +57,7 @@ def main() -> None:
     import r1lab.pipeline  # noqa: F401
     from r1lab.cli import main as r1lab_main
 
+    register_bench_reward()
     rss_after_imports = proc_status_mib("VmRSS")
     run_dir = Path(cfg.out_dir) / "run"
     sys.argv = ["r1lab", *cli_args(cfg, run_dir)]
@@ -72,6 +82,7 @@ def main() -> None:
         "train": [m["time_train"] for m in steps],
         "completion_tokens": [m["response_length"] * cfg.completions_per_step for m in steps],
         "loss": [m["loss"] for m in steps],
+        "trained_fraction": [m["trained_fraction"] for m in steps],
         "rss_after_imports_mib": rss_after_imports,
         "peak_rss_mib": peak,
     }

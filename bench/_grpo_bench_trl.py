@@ -22,7 +22,7 @@ from bench.grpo_vs_trl import (  # noqa: E402
     BenchConfig,
     proc_status_mib,
     step_rows,
-    trl_countdown_reward,
+    trl_bench_reward,
 )
 
 
@@ -89,7 +89,7 @@ def main() -> None:
 
     timer = StepTimer()
     trainer = TimedGRPOTrainer(
-        model=cfg.model_dir, reward_funcs=trl_countdown_reward, args=args, train_dataset=dataset, callbacks=[timer]
+        model=cfg.model_dir, reward_funcs=trl_bench_reward, args=args, train_dataset=dataset, callbacks=[timer]
     )
     trainer.train()
     peak = proc_status_mib("VmHWM")

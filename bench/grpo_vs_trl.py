@@ -11,9 +11,13 @@ other (order alternating over ``--repeats``):
 
 * r1lab: the real CLI, in-process (``r1lab recipe=r1_countdown_tiny stages.cold_start=null
   model=local model.name_or_path=<dir> ...``), with a throw-away post-stage eval of one token;
-* TRL: ``GRPOTrainer`` with the rendered prompts as the ``prompt`` column, in r1lab's order, and
-  r1lab's ``countdown`` reward wrapped as a TRL reward function (``completions``, ``numbers``,
-  ``target``).
+* TRL: ``GRPOTrainer`` with the rendered prompts as the ``prompt`` column, in r1lab's order.
+
+Reward: a random model never solves a problem, so the Countdown reward would be 0 everywhere and
+r1lab would skip every update (zero advantage, exactly zero gradient) while TRL runs its full
+backward. Both sides therefore score with ``bench_coin`` (registered in r1lab's reward registry
+by the worker, wrapped as a TRL reward function): 1 or 0 from a CRC32 of the completion text,
+about half of each group rewarded, so every step trains every sequence on both sides.
 
 Same work on both sides: the prompts of each step (``step_indices`` of the r1lab stage),
 ``--prompts-per-step`` x ``--samples`` completions sampled at temperature 1 (no top-k/top-p),
@@ -167,17 +171,40 @@ def step_rows(cfg: BenchConfig) -> list[dict]:
     return rows
 
 
-def trl_countdown_reward(completions: list[str], numbers: list[list[int]], target: list[int], **_) -> list[float]:
-    """r1lab's registered ``countdown`` reward as a TRL reward function.
+# A random model (almost) never answers a Countdown problem: every reward would be 0, every group
+# would have zero spread, and r1lab skips such a batch exactly (zero advantage = zero gradient)
+# while TRL still runs its forward and backward. The bench therefore scores with a deterministic
+# coin per completion text: about half the completions get 1, nearly every group has a spread,
+# and both sides train on every sequence of every step.
+BENCH_REWARD = "bench_coin"
+
+
+def bench_coin(completions: list[str], **_) -> "torch.Tensor":  # noqa: F821
+    """1.0 or 0.0 from the CRC32 of each completion's text: the same text gets the same reward."""
+    import zlib
+
+    import torch
+
+    return torch.tensor([float(zlib.crc32(c.encode()) & 1) for c in completions], dtype=torch.float32)
+
+
+def register_bench_reward() -> None:
+    """Make ``bench_coin`` available to r1lab's configs (once per process)."""
+    from r1lab.rewards.registry import REWARDS, register_reward
+
+    if BENCH_REWARD not in REWARDS:
+        register_reward(BENCH_REWARD)(bench_coin)
+
+
+def trl_bench_reward(completions: list[str], **_) -> list[float]:
+    """The bench reward as a TRL reward function, on the text r1lab scores.
 
     TRL passes the completion text only; r1lab scores the response with the ``<think>`` the
     ``r1_zero_short`` prompt opened (``full_response``), so the same text is scored here.
     """
     from r1lab.models.templates import full_response
-    from r1lab.rewards import combine_rewards
 
-    responses = [full_response(TEMPLATE, c) for c in completions]
-    return combine_rewards({"countdown": 1.0}, responses, {"numbers": numbers, "target": target}).total.tolist()
+    return bench_coin([full_response(TEMPLATE, c) for c in completions]).tolist()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -320,7 +347,7 @@ def loss_agreement(
                     num_generations=samples, max_completion_length=max_new_tokens, beta=case_beta,
                     use_bias_correction_kl=False, bf16=False, model_init_kwargs={"dtype": torch.float32}, **trl_kw,
                 )
-                trainer = GRPOTrainer(model=str(model_dir), reward_funcs=trl_countdown_reward, args=args, train_dataset=dataset)
+                trainer = GRPOTrainer(model=str(model_dir), reward_funcs=trl_bench_reward, args=args, train_dataset=dataset)
                 model = trainer.model.train()
                 # set by Trainer's training loop, read by _compute_loss: one micro-batch per step here
                 trainer.current_gradient_accumulation_steps = 1
@@ -484,6 +511,10 @@ def main(argv: list[str] | None = None) -> None:
         raw = {"settings": vars(args), "runs": runs, "summary": {"r1lab": ours, "trl": trl}}
         raw["agreement"] = None if args.skip_agreement else agreement
         args.json.write_text(json.dumps(raw, indent=1, default=str))
+    trained = min(v for r in runs["r1lab"] for v in r["trained_fraction"])
+    print(f"\nr1lab trained fraction of completion tokens per step: min {trained:.3f} (TRL trains all of them)")
+    if trained < 1.0:
+        print("[bench] warning: r1lab skipped zero-advantage groups, so the two sides did not train the same sequences")
     step_ratio = ours["step"] / trl["step"]
     mem_ratio = ours["peak_rss_mib"] / trl["peak_rss_mib"]
     print(f"step_time_ratio={step_ratio:.3f} peak_mem_ratio={mem_ratio:.3f} loss_max_abs_diff={diff:.3e}")

@@ -194,6 +194,10 @@ class GRPOStageConfig(StageConfig):
     max_sampling_rounds: int = 4  # dynamic sampling: sampling rounds per step at most (then train on what was kept)
     entropy_coef: float = 0.0  # loss -= coef * entropy: > 0 an entropy bonus (exploration), < 0 entropy minimisation (sharpening); 0 = logged only
     entropy_from_step: int = 0  # the entropy term applies from this GRPO step on (0 = from the start)
+    # The entropy term needs a forward/backward pass over sequences the policy loss would skip
+    # (zero advantage). It runs on this fraction of them, drawn at random each step and weighted
+    # 1/fraction: the same term in expectation, at a fraction of the cost (1.0 = all of them).
+    entropy_sample_fraction: float = 1.0
     logprob_chunk: int = 1024  # positions per chunk when computing log-probs (bounds logits memory)
     reward_model_path: Optional[str] = None  # sequence-classification reward model (hub id or path) for the `reward_model`/`routed` rewards
     reward_model_batch_size: int = 16  # sequences per reward-model forward pass

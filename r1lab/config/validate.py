@@ -56,6 +56,10 @@ def check_stage(name: str, cfg: Any) -> None:
             )
         if cfg.prompts_per_step < 1 or cfg.steps < 0 or cfg.updates_per_batch < 1:
             raise ConfigError(f"stages.{name}: prompts_per_step, updates_per_batch must be >= 1, steps >= 0")
+        if not 0.0 < cfg.entropy_sample_fraction <= 1.0:
+            raise ConfigError(
+                f"stages.{name}.entropy_sample_fraction={cfg.entropy_sample_fraction}: must be in (0, 1]; 1.0 runs the entropy term on every sequence"
+            )
         if not cfg.rewards:
             raise ConfigError(f"stages.{name}.rewards is empty; e.g. rewards: {{countdown: 1.0}}")
         from r1lab.algorithms.advantages import ADVANTAGES

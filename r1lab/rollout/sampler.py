@@ -70,10 +70,15 @@ def generate_batch(
     pad = tokenizer.pad_token_id
     eos = tokenizer.eos_token_id
     n = len(prompt_ids)
-    width = max(len(p) for p in prompt_ids)
-    input_ids = torch.full((n, width), pad, dtype=torch.long)
-    attn = torch.zeros((n, width), dtype=torch.long)
-    for i, p in enumerate(prompt_ids):
+    # GRPO, evaluation and rejection sampling repeat each prompt k times: the prompt is run
+    # through the model once and its cache rows copied, not recomputed k times.
+    unique: dict[tuple[int, ...], int] = {}
+    row_of = torch.tensor([unique.setdefault(tuple(p), len(unique)) for p in prompt_ids], device=device)
+    distinct = list(unique)
+    width = max(len(p) for p in distinct)
+    input_ids = torch.full((len(distinct), width), pad, dtype=torch.long)
+    attn = torch.zeros((len(distinct), width), dtype=torch.long)
+    for i, p in enumerate(distinct):
         input_ids[i, width - len(p) :] = torch.tensor(p)
         attn[i, width - len(p) :] = 1
     input_ids, attn = input_ids.to(device), attn.to(device)
@@ -89,10 +94,14 @@ def generate_batch(
         input_ids=input_ids, attention_mask=attn, position_ids=positions, cache=growing_cache(), use_cache=True, logits_to_keep=1
     )
     cache = result.cache
+    logits = result.logits[:, -1, :]
+    if len(distinct) < n:
+        cache.batch_select_indices(row_of)
+        logits, attn, positions = logits[row_of], attn[row_of], positions[row_of]
     next_pos = positions[:, -1:] + 1
     active = torch.ones(n, dtype=torch.bool, device=device)  # batch rows still generating
     for t in range(params.max_new_tokens):
-        tokens = _sample_next(result.logits[:, -1, :], params.temperature, params.top_p, generator)
+        tokens = _sample_next(logits, params.temperature, params.top_p, generator)
         rows = live[active]
         out[rows, t] = tokens[active]
         lengths[rows] = t + 1
@@ -117,6 +126,7 @@ def generate_batch(
             input_ids=tokens[:, None], attention_mask=attn, position_ids=next_pos, cache=cache, use_cache=True
         )
         cache = result.cache
+        logits = result.logits[:, -1, :]
         next_pos = next_pos + 1
 
     out, lengths, stopped = out.cpu(), lengths.cpu(), stopped.cpu()

@@ -46,6 +46,22 @@ def collate_rollout(prompts: list[list[int]], completions: list[list[int]], pad_
     return {"input_ids": ids, "attention_mask": attn, "loss_mask": mask}
 
 
+def entropy_term_weights(advantages: torch.Tensor, coef: float, fraction: float, seed: int, step: int) -> torch.Tensor:
+    """Per-sequence weight of the entropy term, ``[N]``.
+
+    Sequences with a non-zero advantage run anyway (policy loss) and weigh 1. Of the others, each
+    is drawn with probability ``fraction`` and weighs ``1 / fraction``, so the expected term is the
+    full one; the rest weigh 0 and are not run. ``coef == 0``: no entropy term, all weights 0.
+    """
+    if coef == 0:
+        return torch.zeros_like(advantages)
+    if fraction >= 1.0:
+        return torch.ones_like(advantages)
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + step * 7919 + 17)  # same draw on resume
+    drawn = torch.rand(advantages.shape, generator=gen) < fraction
+    return torch.where(advantages != 0, 1.0, torch.where(drawn, 1.0 / fraction, 0.0))
+
+
 def run_grpo(ctx: StageContext) -> None:
     cfg, template = ctx.cfg, ctx.run.model.template
     model, tokenizer = ctx.load_policy()
@@ -134,8 +150,13 @@ def run_grpo(ctx: StageContext) -> None:
         # --- which sequences to run: with no per-token term beside the policy loss, a sequence with
         # zero advantage has zero gradient, so it is skipped (exactly; the normaliser still counts it)
         entropy_coef = cfg.entropy_coef if step >= cfg.entropy_from_step else 0.0
-        per_token_terms = (reference is not None and not cfg.kl.in_reward) or entropy_coef != 0
-        rows = list(range(len(prompts))) if per_token_terms else advantages.nonzero().squeeze(-1).tolist()
+        entropy_weight = entropy_term_weights(
+            advantages, entropy_coef, cfg.entropy_sample_fraction, cfg.seed * 1009 + dist.rank(), step
+        )
+        if reference is not None and not cfg.kl.in_reward:  # the KL term: every sequence
+            rows = list(range(len(prompts)))
+        else:
+            rows = ((advantages != 0) | (entropy_weight > 0)).nonzero().squeeze(-1).tolist()
         mbs, batches = make_batches(rows)
         # every rank runs the same number of micro-batches (ZeRO collectives); padding ones weigh 0
         num_mbs = max(1, max(dist.all_gather_objects(len(mbs))))
@@ -169,7 +190,7 @@ def run_grpo(ctx: StageContext) -> None:
                 if ref_logps:
                     per_token = per_token + kl_loss_term(logp, ref_logps[j], cfg.kl)
                 if entropy_coef:
-                    per_token = per_token - entropy_coef * entropy
+                    per_token = per_token - entropy_coef * entropy_weight[mb].to(engine.device)[:, None] * entropy
                 loss = weight * reduce_loss(per_token, mask, norm, cfg.loss.reduction)
                 engine.backward(loss, last_micro_batch=j == num_mbs - 1)
                 if update == 0 and weight:

@@ -56,7 +56,9 @@ def test_stop_string_ends_each_row_and_is_kept():
     scripts = [tok(t, add_special_tokens=False).input_ids for t in texts]
     model = ScriptedModel(scripts, len(tok))
     model.prompt_width = 2
-    out = generate(model, tok, [tok("xy").input_ids] * 3, SamplingParams(max_new_tokens=12, temperature=0.0), batch_size=3)
+    # distinct prompts: repeated ones share one prefill row (the fake keys its scripts by that row)
+    prompts = [tok(p).input_ids for p in ("xa", "xb", "xc")]
+    out = generate(model, tok, prompts, SamplingParams(max_new_tokens=12, temperature=0.0), batch_size=3)
     assert [c.text for c in out] == ["ab</answer>", "abcdefghijkl", "</answer>"]
     assert [c.stopped for c in out] == [True, False, True]
 
@@ -74,3 +76,22 @@ def test_sampling_is_reproducible_with_a_seeded_generator():
     a = generate(model, tok, prompts, SamplingParams(20, 1.0), 4, torch.Generator().manual_seed(7))
     b = generate(model, tok, prompts, SamplingParams(20, 1.0), 4, torch.Generator().manual_seed(7))
     assert [c.token_ids for c in a] == [c.token_ids for c in b]
+
+
+def test_repeated_prompts_are_prefilled_once_and_sample_as_if_alone():
+    model, tok = _model()
+    a, b, c = (tok(t).input_ids for t in ("User: Use 3 5 7 to make 22.", "Hi", "Use 1 2"))
+    prompts = [a, a, b, a, c, c]
+    prefill_rows = []
+    hook = model.register_forward_pre_hook(lambda m, args, kw: prefill_rows.append(kw["input_ids"].shape), with_kwargs=True)
+    greedy = SamplingParams(max_new_tokens=10, temperature=0.0, stop=[])
+    together = generate(model, tok, prompts, greedy, batch_size=6)
+    hook.remove()
+    assert prefill_rows[0][0] == 3  # one prefill row per distinct prompt
+    assert all(shape[1] == 1 for shape in prefill_rows[1:])  # then one token per decode step
+    for p, got in zip(prompts, together):
+        alone = generate(model, tok, [p], greedy, batch_size=1)[0]
+        assert got.token_ids == alone.token_ids
+    # sampling: copies of a prompt draw independently (not one draw copied)
+    sampled = generate(model, tok, [a] * 8, SamplingParams(20, 1.0), 8, torch.Generator().manual_seed(3))
+    assert len({tuple(x.token_ids) for x in sampled}) > 1
