@@ -7,11 +7,13 @@ and the loop owns its random generator, so a resumed run samples the same tokens
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import torch
 
 from r1lab.rollout.kv_cache import growing_cache
+from r1lab.rollout.shared_prefix import ATTENTION, SharedPrefix, decoding_with, supports_shared_prefix
 
 
 @dataclass
@@ -95,39 +97,48 @@ def generate_batch(
     )
     cache = result.cache
     logits = result.logits[:, -1, :]
-    if len(distinct) < n:
+    shared, decode_kwargs = None, {}
+    if len(distinct) < n and supports_shared_prefix(model):
+        # the prompts' keys and values stay one copy per prompt; the cache holds generated tokens
+        shared = SharedPrefix.from_prefill(cache, attn, row_of)
+        cache, decode_kwargs = growing_cache(), {"shared_prefix": shared}
+    elif len(distinct) < n:
         cache.batch_select_indices(row_of)
-        logits, attn, positions = logits[row_of], attn[row_of], positions[row_of]
+    logits, attn, positions = logits[row_of], attn[row_of], positions[row_of]
     next_pos = positions[:, -1:] + 1
     active = torch.ones(n, dtype=torch.bool, device=device)  # batch rows still generating
-    for t in range(params.max_new_tokens):
-        tokens = _sample_next(logits, params.temperature, params.top_p, generator)
-        rows = live[active]
-        out[rows, t] = tokens[active]
-        lengths[rows] = t + 1
-        done = tokens[active] == eos if eos is not None else torch.zeros_like(rows, dtype=torch.bool)
-        for s in stops:
-            k = s.numel()
-            if t + 1 >= k:
-                done |= (out[rows, t + 1 - k : t + 1] == s).all(-1)
-        stopped[rows[done]] = True
-        active[active.clone()] = ~done
-        if t + 1 == params.max_new_tokens or not active.any():
-            break
-        # Drop finished rows from the batch and the cache once they are a quarter of it
-        # (compacting copies the cache, so not at every step).
-        if (~active).sum() * 4 >= active.numel():
-            keep = active.nonzero().squeeze(-1)
-            live, tokens, next_pos, attn = live[keep], tokens[keep], next_pos[keep], attn[keep]
-            cache.batch_select_indices(keep)
-            active = torch.ones(keep.numel(), dtype=torch.bool, device=device)
-        attn = torch.cat([attn, torch.ones_like(attn[:, :1])], dim=-1)
-        result = model(
-            input_ids=tokens[:, None], attention_mask=attn, position_ids=next_pos, cache=cache, use_cache=True
-        )
-        cache = result.cache
-        logits = result.logits[:, -1, :]
-        next_pos = next_pos + 1
+    with decoding_with(model, ATTENTION) if shared is not None else nullcontext():
+        for t in range(params.max_new_tokens):
+            tokens = _sample_next(logits, params.temperature, params.top_p, generator)
+            rows = live[active]
+            out[rows, t] = tokens[active]
+            lengths[rows] = t + 1
+            done = tokens[active] == eos if eos is not None else torch.zeros_like(rows, dtype=torch.bool)
+            for s in stops:
+                k = s.numel()
+                if t + 1 >= k:
+                    done |= (out[rows, t + 1 - k : t + 1] == s).all(-1)
+            stopped[rows[done]] = True
+            active[active.clone()] = ~done
+            if t + 1 == params.max_new_tokens or not active.any():
+                break
+            # Drop finished rows from the batch and the cache once they are a quarter of it
+            # (compacting copies the cache, so not at every step).
+            if (~active).sum() * 4 >= active.numel():
+                keep = active.nonzero().squeeze(-1)
+                live, tokens, next_pos, attn = live[keep], tokens[keep], next_pos[keep], attn[keep]
+                cache.batch_select_indices(keep)
+                if shared is not None:
+                    shared.select(keep)
+                active = torch.ones(keep.numel(), dtype=torch.bool, device=device)
+            attn = torch.cat([attn, torch.ones_like(attn[:, :1])], dim=-1)
+            result = model(
+                input_ids=tokens[:, None], attention_mask=attn, position_ids=next_pos, cache=cache, use_cache=True,
+                **decode_kwargs,
+            )
+            cache = result.cache
+            logits = result.logits[:, -1, :]
+            next_pos = next_pos + 1
 
     out, lengths, stopped = out.cpu(), lengths.cpu(), stopped.cpu()
     ids = [out[i, : lengths[i]].tolist() for i in range(n)]

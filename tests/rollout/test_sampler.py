@@ -1,8 +1,11 @@
+import pytest
 import torch
+from transformers import AttentionInterface
 
 from r1lab.config.schema import TinyModelConfig
 from r1lab.models.tiny import build_tiny_model, char_tokenizer
 from r1lab.rollout.sampler import SamplingParams, _sample_next, generate
+from r1lab.rollout.shared_prefix import ATTENTION, _attend, shared_prefix_attention
 
 
 def _model():
@@ -78,8 +81,22 @@ def test_sampling_is_reproducible_with_a_seeded_generator():
     assert [c.token_ids for c in a] == [c.token_ids for c in b]
 
 
-def test_repeated_prompts_are_prefilled_once_and_sample_as_if_alone():
-    model, tok = _model()
+@pytest.mark.parametrize("architecture,kv_heads", [("llama", 2), ("llama", 1), ("qwen2", 2)])
+def test_repeated_prompts_are_prefilled_once_and_sample_as_if_alone(architecture, kv_heads, monkeypatch):
+    tok = char_tokenizer()
+    cfg = TinyModelConfig(architecture=architecture, hidden_size=32, num_layers=2, num_heads=2, num_kv_heads=kv_heads, intermediate_size=64)
+    model = build_tiny_model(cfg, len(tok), tok).eval()
+    calls = []  # decode steps through the shared-prefix attention (registered by name, so re-registered here)
+    AttentionInterface.register(ATTENTION, lambda *a, **k: (calls.append(1), shared_prefix_attention(*a, **k))[1])
+    try:
+        _check_shared_prefill(model, tok)
+    finally:
+        AttentionInterface.register(ATTENTION, shared_prefix_attention)
+    assert len(calls) > 0
+    assert model.config._attn_implementation != ATTENTION  # switched back after decoding
+
+
+def _check_shared_prefill(model, tok):
     a, b, c = (tok(t).input_ids for t in ("User: Use 3 5 7 to make 22.", "Hi", "Use 1 2"))
     prompts = [a, a, b, a, c, c]
     prefill_rows = []
@@ -95,3 +112,15 @@ def test_repeated_prompts_are_prefilled_once_and_sample_as_if_alone():
     # sampling: copies of a prompt draw independently (not one draw copied)
     sampled = generate(model, tok, [a] * 8, SamplingParams(20, 1.0), 8, torch.Generator().manual_seed(3))
     assert len({tuple(x.token_ids) for x in sampled}) > 1
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_partial_attention_returns_output_and_log_sum_exp(fused):
+    gen = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(shape, generator=gen) for shape in ((3, 2, 4, 8), (3, 2, 5, 8), (3, 2, 5, 8)))
+    mask = torch.zeros(3, 1, 1, 5)
+    mask[0, ..., :2] = float("-inf")  # left padding of the first row
+    out, lse = _attend(q, k, v, 0.35, mask, fused=fused)
+    scores = q @ k.transpose(-1, -2) * 0.35 + mask
+    torch.testing.assert_close(out, torch.softmax(scores, -1) @ v, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(lse, scores.logsumexp(-1), atol=1e-5, rtol=1e-5)
