@@ -91,7 +91,7 @@ def shared_prefix_attention(
     top = torch.maximum(prefix_lse, own_lse)
     w_prefix, w_own = (prefix_lse - top).exp(), (own_lse - top).exp()
     out = (prefix_out * w_prefix[..., None] + own_out * w_own[..., None]) / (w_prefix + w_own)[..., None]
-    return out.reshape(rows, heads, 1, dim).transpose(1, 2), None
+    return out.to(query.dtype).reshape(rows, heads, 1, dim).transpose(1, 2), None
 
 
 def _attend(
