@@ -66,17 +66,26 @@ def generate_batch(
     prompt_ids: list[list[int]],
     params: SamplingParams,
     generator: torch.Generator | None = None,
+    share_prompts: bool = True,
 ) -> list[Completion]:
-    """Sample one completion per prompt. Prompts are left-padded into one batch."""
+    """Sample one completion per prompt. Prompts are left-padded into one batch.
+
+    ``share_prompts``: rows with the same prompt share its prefill and cache (False: every row
+    is prefilled and cached on its own, as a plain batched ``generate`` does; for comparisons).
+    """
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id
     eos = tokenizer.eos_token_id
     n = len(prompt_ids)
     # GRPO, evaluation and rejection sampling repeat each prompt k times: the prompt is run
-    # through the model once and its cache rows copied, not recomputed k times.
-    unique: dict[tuple[int, ...], int] = {}
-    row_of = torch.tensor([unique.setdefault(tuple(p), len(unique)) for p in prompt_ids], device=device)
-    distinct = list(unique)
+    # through the model once, and its keys and values are shared by its rows (not k copies).
+    unique: dict[tuple[int, ...] | int, int] = {}
+    keys = [tuple(p) for p in prompt_ids] if share_prompts else range(n)
+    row_of = torch.tensor([unique.setdefault(key, len(unique)) for key in keys], device=device)
+    first = {}
+    for b, u in enumerate(row_of.tolist()):
+        first.setdefault(u, b)
+    distinct = [prompt_ids[first[u]] for u in range(len(unique))]
     width = max(len(p) for p in distinct)
     input_ids = torch.full((len(distinct), width), pad, dtype=torch.long)
     attn = torch.zeros((len(distinct), width), dtype=torch.long)
@@ -153,12 +162,13 @@ def generate(
     params: SamplingParams,
     batch_size: int,
     generator: torch.Generator | None = None,
+    share_prompts: bool = True,
 ) -> list[Completion]:
     """Sample one completion per prompt, ``batch_size`` prompts at a time, in order."""
     was_training = model.training
     model.eval()
     out: list[Completion] = []
     for start in range(0, len(prompt_ids), batch_size):
-        out.extend(generate_batch(model, tokenizer, prompt_ids[start : start + batch_size], params, generator))
+        out.extend(generate_batch(model, tokenizer, prompt_ids[start : start + batch_size], params, generator, share_prompts))
     model.train(was_training)
     return out

@@ -109,6 +109,8 @@ def _check_shared_prefill(model, tok):
     for p, got in zip(prompts, together):
         alone = generate(model, tok, [p], greedy, batch_size=1)[0]
         assert got.token_ids == alone.token_ids
+    unshared = generate(model, tok, prompts, greedy, batch_size=6, share_prompts=False)
+    assert [c.token_ids for c in unshared] == [c.token_ids for c in together]
     # sampling: copies of a prompt draw independently (not one draw copied)
     sampled = generate(model, tok, [a] * 8, SamplingParams(20, 1.0), 8, torch.Generator().manual_seed(3))
     assert len({tuple(x.token_ids) for x in sampled}) > 1
