@@ -18,7 +18,7 @@ def test_entropy_term_turns_on_at_its_step(tmp_path):
     out = run_cli(
         *[o for o in MICRO if not o.startswith("stages.grpo.steps=")], "stages.grpo.steps=3",
         "stages.cold_start=null", "eval.initial=false", f"run_dir={run_dir}",
-        "stages.grpo.entropy_coef=-0.5", "stages.grpo.entropy_from_step=1",
+        "stages.grpo.entropy_coef=-0.5", "stages.grpo.entropy_from_step=1", "stages.grpo.entropy_sample_fraction=1.0",
     )
     assert out.returncode == 0, out.stderr[-3000:]
     rows = [json.loads(x) for x in (run_dir / "stages/01-grpo/metrics.jsonl").read_text().splitlines()]
