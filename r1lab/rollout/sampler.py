@@ -79,13 +79,16 @@ def generate_batch(
     n = len(prompt_ids)
     # GRPO, evaluation and rejection sampling repeat each prompt k times: the prompt is run
     # through the model once, and its keys and values are shared by its rows (not k copies).
-    unique: dict[tuple[int, ...] | int, int] = {}
-    keys = [tuple(p) for p in prompt_ids] if share_prompts else range(n)
-    row_of = torch.tensor([unique.setdefault(key, len(unique)) for key in keys], device=device)
-    first = {}
-    for b, u in enumerate(row_of.tolist()):
-        first.setdefault(u, b)
-    distinct = [prompt_ids[first[u]] for u in range(len(unique))]
+    index: dict[tuple[int, ...] | int, int] = {}
+    distinct: list[list[int]] = []  # the prompts prefilled, in order of first appearance
+    row_of_list = []  # row b decodes from distinct[row_of[b]]
+    for b, p in enumerate(prompt_ids):
+        key = tuple(p) if share_prompts else b
+        if key not in index:
+            index[key] = len(distinct)
+            distinct.append(p)
+        row_of_list.append(index[key])
+    row_of = torch.tensor(row_of_list, device=device)
     width = max(len(p) for p in distinct)
     input_ids = torch.full((len(distinct), width), pad, dtype=torch.long)
     attn = torch.zeros((len(distinct), width), dtype=torch.long)

@@ -28,7 +28,7 @@ SUPPORTED = ("llama", "qwen2", "qwen3", "mistral")
 class SharedPrefix:
     keys: list[torch.Tensor]  # per layer [U, H_kv, P, D]: the distinct prompts, left-padded
     values: list[torch.Tensor]  # per layer [U, H_kv, P, D]
-    mask: torch.Tensor  # [U, P] bool, True on real prompt tokens
+    padding: torch.Tensor  # [U, 1, 1, P] additive: 0 on real prompt tokens, -inf on left padding
     group: torch.Tensor  # [B] long: the prompt of each live row
     slot: torch.Tensor  # [B] long: the row's place among its prompt's rows
     slots: int  # rows per prompt at most
@@ -44,7 +44,8 @@ class SharedPrefix:
         return cls(
             keys=[layer.keys for layer in cache.layers],
             values=[layer.values for layer in cache.layers],
-            mask=mask.bool(),
+            padding=torch.zeros(mask.shape, dtype=cache.layers[0].keys.dtype, device=mask.device)
+            .masked_fill_(~mask.bool(), float("-inf"))[:, None, None, :],
             group=row_of,
             slot=slot,
             slots=int(counts.max()),
@@ -82,8 +83,7 @@ def shared_prefix_attention(
     grouped = q.new_zeros(num_prompts, kv_heads, p.slots, rep, dim)
     grouped[p.group, :, p.slot] = q
     grouped = grouped.view(num_prompts, kv_heads, p.slots * rep, dim)
-    padding = torch.zeros(p.mask.shape, dtype=q.dtype, device=q.device).masked_fill_(~p.mask, float("-inf"))
-    prefix_out, prefix_lse = _attend(grouped, kp, vp, scaling, padding[:, None, None, :])
+    prefix_out, prefix_lse = _attend(grouped, kp, vp, scaling, p.padding)
     prefix_out = prefix_out.view(num_prompts, kv_heads, p.slots, rep, dim)[p.group, :, p.slot]  # [B, H_kv, rep, D]
     prefix_lse = prefix_lse.view(num_prompts, kv_heads, p.slots, rep)[p.group, :, p.slot]  # [B, H_kv, rep]
     own_out, own_lse = _attend(q, key, value, scaling)
