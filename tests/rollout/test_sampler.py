@@ -109,7 +109,11 @@ def _check_shared_prefill(model, tok):
     for p, got in zip(prompts, together):
         alone = generate(model, tok, [p], greedy, batch_size=1)[0]
         assert got.token_ids == alone.token_ids
+    prefill_rows.clear()
+    hook = model.register_forward_pre_hook(lambda m, args, kw: prefill_rows.append(kw["input_ids"].shape), with_kwargs=True)
     unshared = generate(model, tok, prompts, greedy, batch_size=6, share_prompts=False)
+    hook.remove()
+    assert prefill_rows[0][0] == 6  # sharing off: every row prefilled on its own
     assert [c.token_ids for c in unshared] == [c.token_ids for c in together]
     # sampling: copies of a prompt draw independently (not one draw copied)
     sampled = generate(model, tok, [a] * 8, SamplingParams(20, 1.0), 8, torch.Generator().manual_seed(3))
