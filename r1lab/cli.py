@@ -38,6 +38,12 @@ def run(cfg: DictConfig) -> None:
         run_dir = Path(HydraConfig.get().runtime.output_dir)
         if typed.resume and not (run_dir / "config.yaml").exists():
             raise FileNotFoundError(f"resume={typed.resume}: not a run directory (no config.yaml there)")
+        if not typed.resume and (run_dir / "config.yaml").exists():
+            # a finished stage there would be skipped and its old result reported as this run's
+            raise ValueError(
+                f"run_dir={run_dir} already holds a run; continue it with resume={run_dir}, "
+                f"or pick a new run_dir (or leave it unset for outputs/<recipe>/<timestamp>)"
+            )
         from r1lab.pipeline import run_pipeline
 
         run_pipeline(typed, stages, run_dir, OmegaConf.to_yaml(cfg, resolve=True))

@@ -43,3 +43,17 @@ def test_help_and_cfg_work_from_any_directory(tmp_path):
     cfg = run_cli("--cfg", "job", "recipe=r1_countdown_tiny", "stages.grpo.lr=1e-6", cwd=tmp_path, timeout=120)
     assert cfg.returncode == 0
     assert "lr: 1.0e-06" in cfg.stdout and "template: r1_zero_short" in cfg.stdout
+
+
+def test_existing_run_dir_needs_resume(tmp_path):
+    """A second run into a run directory would skip its finished stages and report their old
+    figures as its own: it is refused unless it says resume=."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("name: earlier\n")
+    (run / "stages" / "01-grpo").mkdir(parents=True)
+    (run / "stages" / "01-grpo" / "done.json").write_text("{}")
+    result = run_cli(f"run_dir={run}", timeout=120)
+    assert result.returncode == 2
+    assert f"run_dir={run} already holds a run" in result.stderr and f"resume={run}" in result.stderr
+    assert (run / "config.yaml").read_text() == "name: earlier\n"  # left as it was
