@@ -1,7 +1,7 @@
 """Bad input stops at start-up with one line naming the field, and a non-zero exit code."""
 import pytest
 
-from tests.helpers import run_cli
+from tests.helpers import MICRO, run_cli
 
 
 @pytest.mark.parametrize(
@@ -53,7 +53,7 @@ def test_existing_run_dir_needs_resume(tmp_path):
     (run / "config.yaml").write_text("name: earlier\n")
     (run / "stages" / "01-grpo").mkdir(parents=True)
     (run / "stages" / "01-grpo" / "done.json").write_text("{}")
-    result = run_cli(f"run_dir={run}", timeout=120)
+    result = run_cli(*MICRO, f"run_dir={run}", timeout=300)  # micro: were it not refused, it would finish fast
     assert result.returncode == 2
     assert f"run_dir={run} already holds a run" in result.stderr and f"resume={run}" in result.stderr
     assert (run / "config.yaml").read_text() == "name: earlier\n"  # left as it was
