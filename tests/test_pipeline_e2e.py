@@ -42,6 +42,9 @@ def test_pipeline_writes_run_dir_reloads_and_resumes(tmp_path):
     tuned = AutoModelForCausalLM.from_pretrained(run_dir / "stages/01-cold_start/checkpoint")
     diff = sum((a - b).abs().sum().item() for a, b in zip(base.parameters(), tuned.parameters()))
     assert diff > 0
+    # ...and it records the prompt template it was trained with.
+    tokenizer_config = json.loads((run_dir / "stages/01-cold_start/checkpoint/tokenizer_config.json").read_text())
+    assert tokenizer_config["r1lab_template"] == "r1_zero_short"
 
     # Resume: the finished SFT stage is skipped; the removed GRPO stage runs again.
     sft_metrics = (run_dir / "stages/01-cold_start/metrics.jsonl").read_text()

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from r1lab.config.schema import ModelConfig
+from r1lab.models.templates import recorded_template
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -57,6 +59,14 @@ def load_tokenizer(name_or_path: str, cfg: ModelConfig | None = None):
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     tok.padding_side = "left"
+    trained_with = recorded_template(tok)
+    if cfg is not None and trained_with is not None and trained_with != cfg.template:
+        warnings.warn(
+            f"model '{name_or_path}' was trained by r1lab with model.template={trained_with}, but this run "
+            f"uses model.template={cfg.template}: its prompts will not look like the ones it learned; "
+            f"set model.template={trained_with} unless the switch is deliberate",
+            stacklevel=2,
+        )
     return tok
 
 

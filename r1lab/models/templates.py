@@ -20,6 +20,20 @@ R1_ZERO_PREAMBLE = (
 
 TEMPLATES = ("r1_zero", "r1_zero_short", "chat", "none")
 
+# Checkpoints r1lab writes carry the template they were trained with in tokenizer_config.json,
+# so a later run that loads one with another template is told (its prompts would not match).
+TEMPLATE_KEY = "r1lab_template"
+
+
+def record_template(tokenizer, template: str) -> None:
+    """Make ``tokenizer.save_pretrained`` write ``template`` into tokenizer_config.json."""
+    tokenizer.init_kwargs[TEMPLATE_KEY] = template
+
+
+def recorded_template(tokenizer) -> str | None:
+    """The template the checkpoint this tokenizer came from was trained with (None: unknown)."""
+    return tokenizer.init_kwargs.get(TEMPLATE_KEY)
+
 
 def opens_think(template: str) -> bool:
     """Whether the prompt ends with ``<think>``: then the response is scored as ``<think>`` + text."""

@@ -15,6 +15,7 @@ from r1lab.engine import dist
 from r1lab.engine.engine import Engine, OptimSettings
 from r1lab.models.load import load_model, load_tokenizer
 from r1lab.models.lora import apply_lora, is_adapter_dir, load_base_with_adapter
+from r1lab.models.templates import record_template
 from r1lab.tracking.tracker import Tracker
 
 
@@ -102,6 +103,7 @@ class StageContext:
     def finish(self, engine: Engine, tracker: Tracker, tokenizer) -> None:
         """Close the tracker and export the stage's model in Hugging Face format."""
         tracker.finish()
+        record_template(tokenizer, self.run.model.template)
         engine.save_pretrained(self.checkpoint_dir, tokenizer, merge_lora=self.run.model.lora.merge_on_save)
 
     def tracker(self, total_steps: int, start_step: int = 0) -> Tracker:
