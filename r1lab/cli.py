@@ -31,6 +31,7 @@ def fail(err: BaseException) -> None:
 
 def run(cfg: DictConfig) -> None:
     from r1lab.config.validate import validate
+    from r1lab.rollout.engine import RolloutEngineError
 
     try:
         typed, stages = validate(cfg)
@@ -47,7 +48,7 @@ def run(cfg: DictConfig) -> None:
         from r1lab.pipeline import run_pipeline
 
         run_pipeline(typed, stages, run_dir, OmegaConf.to_yaml(cfg, resolve=True))
-    except USER_ERRORS as err:
+    except (*USER_ERRORS, RolloutEngineError) as err:
         fail(err)
 
 

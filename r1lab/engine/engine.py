@@ -274,6 +274,18 @@ class Engine:
             finally:
                 offload._register_deepspeed_module(offload.module)
 
+    @contextlib.contextmanager
+    def gathered_params(self, params: list[torch.nn.Parameter]):
+        """Only ``params`` gathered inside the block (ZeRO-3; a no-op for ZeRO 0-2): weight pushes
+        into a rollout engine go a bucket at a time, never holding the whole model."""
+        if self.cfg.zero_stage != 3:
+            yield
+            return
+        import deepspeed
+
+        with dist.collective("gather ZeRO-3 parameters (weight push)"), deepspeed.zero.GatheredParameters(params):
+            yield
+
     # --- stopping on SIGTERM ----------------------------------------------------------------
     def preempted(self) -> bool:
         """Whether any rank received SIGTERM (the same answer on every rank: a collective)."""

@@ -165,6 +165,8 @@ def evaluate_app(app: EvalAppConfig, loc: ModelLocation, out_dir: Path) -> dict:
     from r1lab.eval.evaluate import evaluate_with_samples, scaling_curve, select_problems
     from r1lab.eval.tables import eval_table, scaling_table
     from r1lab.models.load import load_model, load_tokenizer
+    from r1lab.models.lora import full_model_path
+    from r1lab.rollout.engine import Policy, build_rollout_engine
 
     if app.num_threads:
         torch.set_num_threads(app.num_threads)
@@ -174,12 +176,13 @@ def evaluate_app(app: EvalAppConfig, loc: ModelLocation, out_dir: Path) -> dict:
     mcfg = ModelConfig(name_or_path=loc.model, template=app.template, dtype=app.dtype, trust_remote_code=app.trust_remote_code)
     tokenizer = load_tokenizer(loc.model, mcfg)
     model = load_model(loc.model, mcfg).to(dist.device())
+    engine = build_rollout_engine(app.rollout, Policy(module=model, path=full_model_path(loc.model)), tokenizer, app.seed)
     problems = select_problems(task, app.eval)
     main = dist.is_main()
     if main:
         print(f"[r1lab-eval] {loc.model}: {len(problems)} problems of {task.name}/{app.eval.split}, "
               f"template {app.template}, {app.eval.samples} samples each -> {out_dir}", flush=True)
-    result, records = evaluate_with_samples(model, tokenizer, task, app.template, app.eval, app.seed, problems)
+    result, records = evaluate_with_samples(engine, tokenizer, task, app.template, app.eval, app.seed, problems)
     result.update(model=loc.model, template=app.template, task=task.name, data_file=app.data_file, seed=app.seed)
     if main:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -193,7 +196,7 @@ def evaluate_app(app: EvalAppConfig, loc: ModelLocation, out_dir: Path) -> dict:
     if app.scaling.samples or app.scaling.max_new_tokens:
         samples = app.scaling.samples or [app.eval.samples]
         budgets = app.scaling.max_new_tokens or [app.eval.max_new_tokens]
-        rows = scaling_curve(model, tokenizer, task, app.template, app.eval, samples, budgets, app.seed, problems)
+        rows = scaling_curve(engine, tokenizer, task, app.template, app.eval, samples, budgets, app.seed, problems)
         if main:
             from r1lab.eval.plots import scaling_plot
 

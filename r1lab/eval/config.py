@@ -10,7 +10,7 @@ from typing import Optional
 
 from omegaconf import MISSING
 
-from r1lab.config.schema import EvalConfig, TaskConfig
+from r1lab.config.schema import EvalConfig, RolloutConfig, TaskConfig
 
 
 @dataclass
@@ -37,6 +37,7 @@ class EvalAppConfig:
     task: TaskConfig = field(default_factory=TaskConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     scaling: ScalingConfig = field(default_factory=ScalingConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)  # the sampling engine: rollout.backend=hf | vllm
 
 
 @dataclass

@@ -37,7 +37,8 @@ from r1lab.eval.behaviours import BEHAVIOURS, behaviour_counts, behaviour_summar
 from r1lab.eval.metrics import bootstrap_ci, ks_up_to, majority_correct, pass_at_k_per_problem
 from r1lab.models.templates import encode_prompt, full_response
 from r1lab.rewards import get_reward
-from r1lab.rollout.sampler import SamplingParams, generate
+from r1lab.rollout.engine import RolloutEngine, SamplingParams, as_engine
+from r1lab.rollout.groups import sample_groups
 
 BY_DIFFICULTY_FIGURES = ("greedy_accuracy", "sampled_accuracy", "pass@k", "maj@k", "answer_distance")
 
@@ -50,6 +51,8 @@ class Rollouts:
     lengths: np.ndarray  # [P, k] generated tokens
     stopped: np.ndarray  # [P, k] ended on a stop string or EOS (False: cut at max_new_tokens)
     seconds: float  # wall time of the generation (the slowest rank)
+    correct: np.ndarray  # [P, k] the task's correctness reward, 0/1
+    formatted: np.ndarray  # [P, k] R1's strict tag format, 0/1
 
 
 @dataclass
@@ -72,7 +75,7 @@ def select_problems(task: Task, cfg: EvalConfig) -> Dataset:
 
 
 def generate_rollouts(
-    model,
+    engine: RolloutEngine,
     tokenizer,
     task: Task,
     template: str,
@@ -80,39 +83,35 @@ def generate_rollouts(
     k: int,
     params: SamplingParams,
     batch_size: int,
-    generator: torch.Generator | None = None,
+    seed: int | None = None,
 ) -> Rollouts:
-    """k completions of each problem (this rank's share, then gathered from all ranks)."""
-    mine = list(range(dist.rank(), len(problems), dist.world_size()))
-    prompts = [encode_prompt(tokenizer, template, task.question(r)) for r in problems.select(mine)]
+    """k completions of each problem, scored (this rank's share, then gathered from all ranks)."""
+    weights = {task.correctness_reward: 0.0, "format": 0.0}
     start = time.time()
-    out = generate(model, tokenizer, [p for p in prompts for _ in range(k)], params, batch_size, generator)
-    local = {
-        "index": mine,
-        "texts": [c.text for c in out],
-        "lengths": [len(c.token_ids) for c in out],
-        "stopped": [c.stopped for c in out],
-        "seconds": time.time() - start,
-    }
-    merged = dist.all_gather_objects(local)
-    order = np.argsort(np.concatenate([np.asarray(m["index"], dtype=np.int64) for m in merged]), kind="stable")
-    texts = [t for m in merged for t in m["texts"]]
-    by_problem = [texts[i * k : (i + 1) * k] for i in range(len(texts) // k)]
+
+    def sample(indices: list[int]) -> list[tuple]:
+        if not indices:
+            return []
+        r = sample_groups(engine, tokenizer, task, template, list(problems.select(indices)), k, params, weights, seed, max_batch=batch_size)
+        correct, formatted = r.components[task.correctness_reward].tolist(), r.components["format"].tolist()
+        span = [range(i * k, (i + 1) * k) for i in range(len(indices))]
+        return [
+            ([r.texts[j] for j in js], [len(r.completions[j]) for j in js], [not bool(r.truncated[j]) for j in js],
+             [correct[j] for j in js], [formatted[j] for j in js])
+            for js in span
+        ]
+
+    per_problem = dist.map_sharded(len(problems), sample)
+    seconds = max(dist.all_gather_objects(time.time() - start))
+    column = lambda c, dtype: np.asarray([p[c] for p in per_problem], dtype=dtype).reshape(-1, k)  # noqa: E731
     return Rollouts(
-        texts=[by_problem[i] for i in order],
-        lengths=np.concatenate([np.asarray(m["lengths"], dtype=np.int64) for m in merged]).reshape(-1, k)[order],
-        stopped=np.concatenate([np.asarray(m["stopped"], dtype=bool) for m in merged]).reshape(-1, k)[order],
-        seconds=max(m["seconds"] for m in merged),
+        texts=[p[0] for p in per_problem],
+        lengths=column(1, np.int64),
+        stopped=column(2, bool),
+        seconds=seconds,
+        correct=column(3, np.float32),
+        formatted=column(4, np.float32),
     )
-
-
-def score(task: Task, template: str, texts: list[str], rows: dict[str, list]) -> dict[str, np.ndarray]:
-    """Correctness and strict format of each completion; rows' columns align with texts."""
-    responses = [full_response(template, t) for t in texts]
-    columns = task.columns(rows)
-    correct = get_reward(task.correctness_reward)(responses, **columns).numpy()
-    formatted = get_reward("format")(responses, **columns).numpy()
-    return {"correct": correct, "format": formatted}
 
 
 def score_rollouts(task: Task, template: str, rollouts: Rollouts, rows: dict[str, list]) -> Scored:
@@ -120,15 +119,14 @@ def score_rollouts(task: Task, template: str, rollouts: Rollouts, rows: dict[str
     p, k = rollouts.lengths.shape
     flat = [t for ts in rollouts.texts for t in ts]
     rep = {c: [v for v in rows[c] for _ in range(k)] for c in rows}
-    basic = score(task, template, flat, rep)
     responses = [full_response(template, t) for t in flat]
     analysis = task_analysis(task)
     keys = analysis.answer_keys(responses, rep)
     distance = analysis.distances(responses, rep)
     return Scored(
         responses=[responses[i * k : (i + 1) * k] for i in range(p)],
-        correct=basic["correct"].reshape(p, k),
-        formatted=basic["format"].reshape(p, k),
+        correct=rollouts.correct,
+        formatted=rollouts.formatted,
         keys=[keys[i * k : (i + 1) * k] for i in range(p)],
         distance=None if distance is None else distance.reshape(p, k),
         behaviours={b: c.reshape(p, k) for b, c in behaviour_counts(flat).items()},
@@ -222,20 +220,22 @@ def sample_records(
 
 @torch.no_grad()
 def evaluate_with_samples(
-    model, tokenizer, task: Task, template: str, cfg: EvalConfig, seed: int = 0, problems: Dataset | None = None
+    sampler, tokenizer, task: Task, template: str, cfg: EvalConfig, seed: int = 0, problems: Dataset | None = None
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Evaluate on ``problems`` (default: ``cfg.split``, first ``cfg.num_problems``); return the
-    eval.json figures and one record per completion (greedy ones first per problem)."""
+    eval.json figures and one record per completion (greedy ones first per problem).
+
+    ``sampler``: a `RolloutEngine`, or a model (sampled with the ``hf`` engine)."""
+    engine = as_engine(sampler, tokenizer)
     ds = problems if problems is not None else select_problems(task, cfg)
     rows = ds[:]
     k = cfg.samples
     start = time.time()
     greedy = generate_rollouts(
-        model, tokenizer, task, template, ds, 1, SamplingParams(cfg.max_new_tokens, temperature=0.0), cfg.batch_size
+        engine, tokenizer, task, template, ds, 1, SamplingParams(cfg.max_new_tokens, temperature=0.0), cfg.batch_size
     )
-    gen = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
     params = SamplingParams(cfg.max_new_tokens, cfg.temperature, cfg.top_p)
-    sampled = generate_rollouts(model, tokenizer, task, template, ds, k, params, cfg.batch_size, gen)
+    sampled = generate_rollouts(engine, tokenizer, task, template, ds, k, params, cfg.batch_size, seed)
     g = score_rollouts(task, template, greedy, rows)
     s = score_rollouts(task, template, sampled, rows)
     difficulty = task_analysis(task).difficulty(rows)
@@ -258,14 +258,14 @@ def evaluate_with_samples(
     return result, records
 
 
-def evaluate(model, tokenizer, task: Task, template: str, cfg: EvalConfig, seed: int = 0) -> dict[str, Any]:
-    """The eval.json figures of ``model`` on ``cfg.split`` (see the module docstring)."""
-    return evaluate_with_samples(model, tokenizer, task, template, cfg, seed)[0]
+def evaluate(sampler, tokenizer, task: Task, template: str, cfg: EvalConfig, seed: int = 0) -> dict[str, Any]:
+    """The eval.json figures of ``sampler`` (an engine or a model) on ``cfg.split`` (see the module docstring)."""
+    return evaluate_with_samples(sampler, tokenizer, task, template, cfg, seed)[0]
 
 
 @torch.no_grad()
 def scaling_curve(
-    model,
+    sampler,
     tokenizer,
     task: Task,
     template: str,
@@ -283,14 +283,14 @@ def scaling_curve(
     (the generation's wall time scaled by k/K: an estimate, batching makes k samples cost less
     than k times one).
     """
+    engine = as_engine(sampler, tokenizer)
     ds = problems if problems is not None else select_problems(task, cfg)
     rows = ds[:]
     big_k = max(samples)
     out = []
     for budget in budgets:
-        gen = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
         params = SamplingParams(budget, cfg.temperature, cfg.top_p)
-        r = generate_rollouts(model, tokenizer, task, template, ds, big_k, params, cfg.batch_size, gen)
+        r = generate_rollouts(engine, tokenizer, task, template, ds, big_k, params, cfg.batch_size, seed)
         s = score_rollouts(task, template, r, rows)
         for k in sorted(samples):
             out.append(

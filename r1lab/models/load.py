@@ -9,6 +9,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from r1lab.config.schema import ModelConfig
+from r1lab.models.packaged import is_packaged, packaged_model_dir
 from r1lab.models.templates import recorded_template
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -26,8 +27,17 @@ def resolve_dtype(name: str) -> torch.dtype:
     return DTYPES[name]
 
 
+def resolve_model_path(name_or_path: str) -> str:
+    """A packaged model's name (``r1lab.models.packaged.PACKAGED``) -> its converted folder
+    (converted on first use); any other name or path is returned as it is."""
+    if is_packaged(name_or_path):
+        return str(packaged_model_dir(name_or_path))
+    return name_or_path
+
+
 def _check_exists(name_or_path: str) -> None:
     """A path-like name that does not exist fails here with one line, not after hub retries."""
+    name_or_path = resolve_model_path(name_or_path)
     looks_like_path = name_or_path.startswith(("/", ".", "~")) or name_or_path.count("/") > 1
     p = Path(name_or_path).expanduser()
     if p.exists():
@@ -50,6 +60,7 @@ def _check_exists(name_or_path: str) -> None:
 
 
 def load_tokenizer(name_or_path: str, cfg: ModelConfig | None = None):
+    name_or_path = resolve_model_path(name_or_path)
     _check_exists(name_or_path)
     tok = AutoTokenizer.from_pretrained(
         name_or_path,
@@ -71,6 +82,7 @@ def load_tokenizer(name_or_path: str, cfg: ModelConfig | None = None):
 
 
 def load_model(name_or_path: str, cfg: ModelConfig | None = None, dtype: torch.dtype | None = None):
+    name_or_path = resolve_model_path(name_or_path)
     _check_exists(name_or_path)
     model = AutoModelForCausalLM.from_pretrained(
         name_or_path,

@@ -50,12 +50,21 @@ def apply_lora(model: torch.nn.Module, cfg: LoRAConfig) -> torch.nn.Module:
     return get_peft_model(model, peft_cfg)
 
 
+def adapter_base(path: str) -> str:
+    """The base model an adapter folder was trained on (``adapter_config.json``)."""
+    return json.loads((Path(path) / "adapter_config.json").read_text())["base_model_name_or_path"]
+
+
+def full_model_path(path: str) -> str:
+    """A folder or hub id with the full weights' architecture: ``path``, or an adapter folder's base."""
+    return adapter_base(path) if is_adapter_dir(path) else path
+
+
 def load_base_with_adapter(path: str, load_model) -> torch.nn.Module:
     """The base model named in ``path/adapter_config.json`` with that adapter merged in."""
     from peft import PeftModel
 
-    base_path = json.loads((Path(path) / "adapter_config.json").read_text())["base_model_name_or_path"]
-    return PeftModel.from_pretrained(load_model(base_path), path).merge_and_unload()
+    return PeftModel.from_pretrained(load_model(adapter_base(path)), path).merge_and_unload()
 
 
 @torch.no_grad()

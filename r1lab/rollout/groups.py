@@ -1,8 +1,10 @@
-"""Groups of completions: G samples per prompt, scored by the configured rewards.
+"""Groups of completions: k samples per prompt from a rollout engine, scored by the rewards.
 
-`sample_groups` is the rollout of one GRPO sampling round; `Rollout.keep_groups` and
-`Rollout.concat` let DAPO's dynamic sampling drop groups whose rewards are all equal (no learning
-signal) and top the batch up with another round.
+`sample_groups` is the one "sample k per prompt and score" function: GRPO's sampling rounds,
+held-out evaluation (during and after training, ``r1lab-eval``), rejection sampling and DPO's
+pair sampling all call it. `Rollout.keep_groups` and `Rollout.concat` let DAPO's dynamic
+sampling drop groups whose rewards are all equal (no learning signal) and top the batch up with
+another round.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import torch
 
 from r1lab.models.templates import encode_prompt, full_response
 from r1lab.rewards import combine_rewards
-from r1lab.rollout.sampler import SamplingParams, generate
+from r1lab.rollout.engine import RolloutEngine, SamplingParams
 
 
 @dataclass
@@ -23,7 +25,9 @@ class Rollout:
     group_size: int  # G: consecutive rows share a prompt
     prompts: list[list[int]] = field(default_factory=list)  # [N] prompt token ids
     completions: list[list[int]] = field(default_factory=list)  # [N] completion token ids
+    texts: list[str] = field(default_factory=list)  # [N] generated texts (what follows the prompt)
     responses: list[str] = field(default_factory=list)  # [N] response texts, as the rewards saw them
+    sampler_logprobs: list[list[float] | None] = field(default_factory=list)  # [N][len(completion)] the engine's log-probs
     truncated: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.bool))  # [N] cut at max_new_tokens
     rewards: torch.Tensor = field(default_factory=lambda: torch.zeros(0))  # [N] total reward
     components: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> [N], unweighted
@@ -49,7 +53,9 @@ class Rollout:
             group_size=self.group_size,
             prompts=[self.prompts[i] for i in rows],
             completions=[self.completions[i] for i in rows],
+            texts=[self.texts[i] for i in rows],
             responses=[self.responses[i] for i in rows],
+            sampler_logprobs=[self.sampler_logprobs[i] for i in rows],
             truncated=self.truncated[rows],
             rewards=self.rewards[rows],
             components={k: v[rows] for k, v in self.components.items()},
@@ -64,7 +70,9 @@ class Rollout:
             group_size=first.group_size,
             prompts=[p for r in parts for p in r.prompts],
             completions=[c for r in parts for c in r.completions],
+            texts=[t for r in parts for t in r.texts],
             responses=[t for r in parts for t in r.responses],
+            sampler_logprobs=[lp for r in parts for lp in r.sampler_logprobs],
             truncated=torch.cat([r.truncated for r in parts]),
             rewards=torch.cat([r.rewards for r in parts]),
             components={k: torch.cat([r.components[k] for r in parts]) for k in first.components},
@@ -74,7 +82,7 @@ class Rollout:
 
 
 def sample_groups(
-    model: torch.nn.Module,
+    engine: RolloutEngine,
     tokenizer,
     task,
     template: str,
@@ -82,20 +90,23 @@ def sample_groups(
     group_size: int,
     sampling: SamplingParams,
     reward_weights: dict[str, float],
-    format_gate: bool,
-    generator: torch.Generator | None,
+    seed: int | None,
+    format_gate: bool = False,
+    max_batch: int = 0,
 ) -> Rollout:
-    """Sample ``group_size`` completions for each row's question and score them.
+    """Sample ``group_size`` completions for each row's question from ``engine`` and score them.
 
-    ``format_gate``: every reward counts only in a response with R1's strict tag format
-    (the ``format`` component must be among ``reward_weights``).
+    ``reward_weights``: every reward to compute (weight 0: a component for the metrics only);
+    ``format_gate``: every reward counts only in a response with R1's strict tag format (the
+    ``format`` component must be among ``reward_weights``). ``seed``: the engine's draw.
     """
     prompt_ids = [encode_prompt(tokenizer, template, task.question(r)) for r in rows]
     prompts = [p for p in prompt_ids for _ in range(group_size)]
     start = time.time()
-    completions = generate(model, tokenizer, prompts, sampling, batch_size=len(prompts), generator=generator)
+    completions = engine.generate(prompts, sampling, seed, max_batch) if prompts else []
     generated = time.time()
-    responses = [full_response(template, c.text) for c in completions]
+    texts = [c.text for c in completions]
+    responses = [full_response(template, t) for t in texts]
     columns = {c: [r[c] for r in rows for _ in range(group_size)] for c in task.reward_columns}
     scored = combine_rewards(reward_weights, responses, columns)
     rewards = scored.total * scored.components["format"] if format_gate else scored.total
@@ -103,7 +114,9 @@ def sample_groups(
         group_size=group_size,
         prompts=prompts,
         completions=[c.token_ids for c in completions],
+        texts=texts,
         responses=responses,
+        sampler_logprobs=[c.logprobs for c in completions],
         truncated=torch.tensor([not c.stopped for c in completions], dtype=torch.bool),
         rewards=rewards,
         components=scored.components,

@@ -6,8 +6,15 @@ writes into preallocated buffers and hands attention a view of the filled part.
 """
 from __future__ import annotations
 
+import inspect
+
 import torch
+from transformers import LlamaForCausalLM
 from transformers.cache_utils import Cache, DynamicLayer
+
+# The keyword a model's forward takes its cache by, and the output field that returns it:
+# transformers 5.2x calls both ``cache``; 5.19 (the release vLLM's CPU build pins) ``past_key_values``.
+CACHE_KWARG = "cache" if "cache" in inspect.signature(LlamaForCausalLM.forward).parameters else "past_key_values"
 
 
 class GrowingLayer(DynamicLayer):

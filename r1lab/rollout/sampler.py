@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from r1lab.rollout.kv_cache import growing_cache
+from r1lab.rollout.kv_cache import CACHE_KWARG, growing_cache
 from r1lab.rollout.shared_prefix import ATTENTION, SharedPrefix, decoding_with, supports_shared_prefix
 
 
@@ -29,21 +29,26 @@ class Completion:
     token_ids: list[int]  # generated tokens, stop string included, no padding
     text: str
     stopped: bool  # ended on a stop string or EOS (False: cut at max_new_tokens)
+    logprobs: list[float] | None = None  # [len(token_ids)] the sampler's log-prob of each token, temperature applied
 
 
 def _stop_sequences(tokenizer, stops: list[str]) -> list[torch.Tensor]:
     return [torch.tensor(tokenizer(s, add_special_tokens=False).input_ids) for s in stops]
 
 
-def _sample_next(logits: torch.Tensor, temperature: float, top_p: float, gen: torch.Generator | None) -> torch.Tensor:
-    """logits [b, V] -> token ids [b].
+def _sample_next(
+    logits: torch.Tensor, temperature: float, top_p: float, gen: torch.Generator | None, with_logprobs: bool = False
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """logits [b, V] -> token ids [b] (and, ``with_logprobs``, their log-probs [b] under the
+    distribution sampled from: temperature applied, renormalised over the top-p nucleus).
 
     Inverse-CDF sampling: one uniform draw per row against the cumulative distribution.
     ``torch.multinomial`` draws a random number per vocabulary entry and was more than half of
     the decode time with a 32k vocabulary on a CPU.
     """
     if temperature <= 0:
-        return logits.argmax(-1)
+        picked = logits.argmax(-1)
+        return (picked, torch.zeros(picked.shape, dtype=torch.float32, device=picked.device)) if with_logprobs else picked
     probs = torch.softmax(logits.float() / temperature, dim=-1)
     order = None
     if top_p < 1.0:
@@ -54,9 +59,10 @@ def _sample_next(logits: torch.Tensor, temperature: float, top_p: float, gen: to
     picked = torch.searchsorted(cdf, u, right=True).clamp_(max=cdf.shape[-1] - 1)
     # never land on a zero-probability entry (u equal to a cdf step)
     picked = torch.where(probs.gather(-1, picked) > 0, picked, probs.argmax(-1, keepdim=True))
+    logp = (probs.gather(-1, picked).double() / cdf[:, -1:]).log().float().squeeze(-1) if with_logprobs else None
     if order is not None:
         picked = order.gather(-1, picked)
-    return picked.squeeze(-1)
+    return (picked.squeeze(-1), logp) if with_logprobs else picked.squeeze(-1)
 
 
 @torch.no_grad()
@@ -100,14 +106,17 @@ def generate_batch(
     stops = [s.to(device) for s in _stop_sequences(tokenizer, params.stop)]
     # generated tokens of every row: [n, max_new_tokens], filled as rows advance
     out = torch.full((n, params.max_new_tokens), pad, dtype=torch.long, device=device)
+    with_logprobs = params.temperature > 0
+    out_logp = torch.zeros((n, params.max_new_tokens), dtype=torch.float32, device=device) if with_logprobs else None
     lengths = torch.zeros(n, dtype=torch.long, device=device)
     stopped = torch.zeros(n, dtype=torch.bool, device=device)
     live = torch.arange(n, device=device)  # original row index of each row still in the batch
 
     result = model(
-        input_ids=input_ids, attention_mask=attn, position_ids=positions, cache=growing_cache(), use_cache=True, logits_to_keep=1
+        input_ids=input_ids, attention_mask=attn, position_ids=positions, use_cache=True, logits_to_keep=1,
+        **{CACHE_KWARG: growing_cache()},
     )
-    cache = result.cache
+    cache = getattr(result, CACHE_KWARG)
     logits = result.logits[:, -1, :]
     shared, decode_kwargs = None, {}
     if len(distinct) < n and supports_shared_prefix(model):
@@ -121,9 +130,14 @@ def generate_batch(
     active = torch.ones(n, dtype=torch.bool, device=device)  # batch rows still generating
     with decoding_with(model, ATTENTION) if shared is not None else nullcontext():
         for t in range(params.max_new_tokens):
-            tokens = _sample_next(logits, params.temperature, params.top_p, generator)
+            if with_logprobs:
+                tokens, logp = _sample_next(logits, params.temperature, params.top_p, generator, with_logprobs=True)
+            else:
+                tokens = _sample_next(logits, params.temperature, params.top_p, generator)
             rows = live[active]
             out[rows, t] = tokens[active]
+            if with_logprobs:
+                out_logp[rows, t] = logp[active]
             lengths[rows] = t + 1
             done = tokens[active] == eos if eos is not None else torch.zeros_like(rows, dtype=torch.bool)
             for s in stops:
@@ -145,17 +159,19 @@ def generate_batch(
                 active = torch.ones(keep.numel(), dtype=torch.bool, device=device)
             attn = torch.cat([attn, torch.ones_like(attn[:, :1])], dim=-1)
             result = model(
-                input_ids=tokens[:, None], attention_mask=attn, position_ids=next_pos, cache=cache, use_cache=True,
-                **decode_kwargs,
+                input_ids=tokens[:, None], attention_mask=attn, position_ids=next_pos, use_cache=True,
+                **{CACHE_KWARG: cache}, **decode_kwargs,
             )
-            cache = result.cache
+            cache = getattr(result, CACHE_KWARG)
             logits = result.logits[:, -1, :]
             next_pos = next_pos + 1
 
     out, lengths, stopped = out.cpu(), lengths.cpu(), stopped.cpu()
+    out_logp = out_logp.cpu() if with_logprobs else None
     ids = [out[i, : lengths[i]].tolist() for i in range(n)]
+    logps = [out_logp[i, : lengths[i]].tolist() for i in range(n)] if with_logprobs else [None] * n
     texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
-    return [Completion(token_ids=ids[i], text=texts[i], stopped=bool(stopped[i])) for i in range(n)]
+    return [Completion(token_ids=ids[i], text=texts[i], stopped=bool(stopped[i]), logprobs=logps[i]) for i in range(n)]
 
 
 def generate(

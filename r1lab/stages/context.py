@@ -14,7 +14,7 @@ from r1lab.data.task import Task
 from r1lab.engine import dist
 from r1lab.engine.engine import Engine, OptimSettings
 from r1lab.models.load import load_model, load_tokenizer
-from r1lab.models.lora import apply_lora, is_adapter_dir, load_base_with_adapter
+from r1lab.models.lora import apply_lora, full_model_path, is_adapter_dir, load_base_with_adapter
 from r1lab.models.templates import record_template
 from r1lab.tracking.tracker import Tracker
 
@@ -55,6 +55,17 @@ class StageContext:
             model = apply_lora(model, lora)
         return model, tokenizer
 
+    def rollout_engine(self, module: torch.nn.Module, tokenizer, engine: Engine | None = None):
+        """The run's rollout engine (``rollout.backend``) sampling from ``module``; pass the
+        training ``engine`` when ``module`` is its (possibly ZeRO-3 partitioned) model."""
+        from r1lab.rollout.engine import Policy, build_rollout_engine
+
+        policy = Policy(module=module, path=full_model_path(self.start_model))
+        if engine is not None:
+            policy.gathered, policy.gather_params = engine.gathered, engine.gathered_params
+            policy.version = lambda: engine.step
+        return build_rollout_engine(self.run.rollout, policy, tokenizer, self.run.seed)
+
     def engine(self, model: torch.nn.Module, total_steps: int) -> Engine:
         c = self.cfg
         opt = OptimSettings(
@@ -70,29 +81,34 @@ class StageContext:
         return Engine(model, self.run.engine, opt)
 
     def after_step(
-        self, engine: Engine, tracker: Tracker, tokenizer, step: int, total_steps: int, state: dict | None = None
+        self, engine: Engine, tracker: Tracker, tokenizer, step: int, total_steps: int, state: dict | None = None,
+        rollout=None,
     ) -> None:
-        """Held-out evaluation every ``eval.every`` steps; resumable checkpoint every ``save_every``
-        steps; on SIGTERM, save and exit."""
+        """Held-out evaluation every ``eval.every`` steps (with ``rollout``, the stage's rollout
+        engine, when it has one); resumable checkpoint every ``save_every`` steps; on SIGTERM,
+        save and exit."""
         every = self.run.eval.every
         if every and step % every == 0 and step < total_steps:  # the pipeline evaluates the final model
-            tracker.log(step, self.evaluate_during_training(engine, tokenizer))
+            tracker.log(step, self.evaluate_during_training(engine, tokenizer, rollout))
         state = {"stage": self.stage.name, **(state or {})}
         if self.cfg.save_every and step % self.cfg.save_every == 0 and step < total_steps:
             engine.save(self.resume_dir, state, keep=self.cfg.keep_checkpoints)
         if engine.preempted():  # SIGTERM: save this step and exit (r1lab.engine.signals)
             engine.save_and_exit(self.resume_dir, state, self.cfg.keep_checkpoints, tracker.finish)
 
-    def evaluate_during_training(self, engine: Engine, tokenizer) -> dict[str, float]:
-        """``eval/<figure>`` on the first ``eval.every_num_problems`` held-out problems."""
+    def evaluate_during_training(self, engine: Engine, tokenizer, rollout=None) -> dict[str, float]:
+        """``eval/<figure>`` on the first ``eval.every_num_problems`` held-out problems, sampled
+        by ``rollout`` (default: a rollout engine on the training model, closed after)."""
         from r1lab.eval.evaluate import evaluate  # the eval package imports the rollout sampler
 
         ev = self.run.eval
         cfg = replace(ev, num_problems=ev.every_num_problems, samples=ev.every_samples)
         was_training = engine.module.training
         engine.eval()
-        with engine.gathered():  # ZeRO-3: full weights for sampling
-            result = evaluate(engine.module, tokenizer, self.task, self.run.model.template, cfg, seed=self.run.seed)
+        sampler = rollout or self.rollout_engine(engine.module, tokenizer, engine)
+        result = evaluate(sampler, tokenizer, self.task, self.run.model.template, cfg, seed=self.run.seed)
+        if rollout is None:
+            sampler.close()
         if was_training:
             engine.train()
         keys = ("greedy_accuracy", "sampled_accuracy", "format_rate", "mean_response_length", "seconds")

@@ -47,7 +47,9 @@ PairIds = tuple[list[int], list[int], list[int]]  # (prompt, chosen response, re
 def on_policy_pairs(ctx: StageContext, model, tokenizer) -> tuple[Dataset, dict]:
     """Sample, judge and pair (see the module docstring); returns the pairs and the counts."""
     rows = prompt_rows(ctx)
-    samples = sample_all_ranks(ctx, model, tokenizer, rows)
+    engine = ctx.rollout_engine(model, tokenizer)
+    samples = sample_all_ranks(ctx, engine, tokenizer, rows)
+    engine.close()
     groups: dict[int, list] = {i: [] for i in range(len(rows))}
     for s in samples:
         groups[s["row"]].append(s)

@@ -21,6 +21,7 @@ from r1lab.algorithms.advantages import compute_advantages, group_stats
 from r1lab.algorithms.kl import KL_ESTIMATORS, kl_loss_term, kl_penalty_in_reward
 from r1lab.algorithms.policy_loss import compute_policy_loss
 from r1lab.algorithms.reduce import LossNorm, reduce_loss
+from r1lab.algorithms.rollout_correction import correction_stats, importance_weights, mismatch_sums
 from r1lab.engine import dist
 from r1lab.eval.behaviours import behaviour_counts
 from r1lab.models.forward import token_logprobs
@@ -30,6 +31,20 @@ from r1lab.rewards.reward_model import configure_reward_model
 from r1lab.rollout.groups import Rollout, sample_groups
 from r1lab.rollout.sampler import SamplingParams
 from r1lab.stages.context import StageContext, length_grouped, per_rank, step_indices
+
+
+def sampler_logprobs_batch(
+    prompts: list[list[int]], completions: list[list[int]], logprobs: list[list[float] | None]
+) -> torch.Tensor | None:
+    """The rollout engine's log-probs laid out like ``token_logprobs``' output: ``[b, T-1]``, the
+    entry at t for the token at t+1 (the rows of `collate_rollout`); None if any row has none."""
+    if any(lp is None for lp in logprobs):
+        return None
+    width = max(len(p) + len(c) for p, c in zip(prompts, completions))
+    out = torch.zeros((len(prompts), width), dtype=torch.float32)
+    for i, (p, c, lp) in enumerate(zip(prompts, completions, logprobs)):
+        out[i, len(p) : len(p) + len(c)] = torch.tensor(lp, dtype=torch.float32)
+    return out[:, 1:]
 
 
 def collate_rollout(prompts: list[list[int]], completions: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
@@ -83,6 +98,7 @@ def run_grpo(ctx: StageContext) -> None:
     # zero-weighted components are computed for the metrics only
     reward_weights = {correctness: 0.0, "format": 0.0, **cfg.rewards}
     configure_reward_model(cfg.reward_model_path, cfg.reward_model_batch_size, cfg.reward_model_normalize, cfg.reward_routing)
+    rollout_engine = ctx.rollout_engine(engine.module, tokenizer, engine)  # sampling goes through it alone
     empty_steps = 0
 
     while engine.step < total_updates:
@@ -92,18 +108,16 @@ def run_grpo(ctx: StageContext) -> None:
         for _ in range(cfg.max_sampling_rounds if cfg.dynamic_sampling else 1):
             idx = step_indices(draws, cfg.prompts_per_step, len(train), cfg.seed)
             rows = train.select(idx[dist.rank() * rank_prompts : (dist.rank() + 1) * rank_prompts].tolist())
-            gen = torch.Generator(device=engine.device).manual_seed(cfg.seed * 1_000_003 + draws * 1009 + dist.rank())
+            seed = cfg.seed * 1_000_003 + draws * 1009 + dist.rank()
             engine.eval()
-            with engine.gathered():  # ZeRO-3: full weights for sampling
-                part = sample_groups(
-                    engine.module, tokenizer, ctx.task, template, list(rows), G, sampling, reward_weights, cfg.format_gate, gen
-                )
+            part = sample_groups(rollout_engine, tokenizer, ctx.task, template, list(rows), G, sampling, reward_weights, seed, cfg.format_gate)
             engine.train()
             draws += 1
             sampled_groups += part.num_groups
             parts.append(part.keep_groups(part.varied_groups()) if cfg.dynamic_sampling else part)
             if sum(p.num_groups for p in parts) >= rank_prompts:
                 break
+        rollout_engine.sleep()  # CUDA vLLM: its memory is the update's until the next rollout
         rollout = Rollout.concat(parts)
         # every rank trains on the same number of groups (equal passes: ZeRO collectives)
         num_groups = min(min(dist.all_gather_objects(rollout.num_groups)), rank_prompts)
@@ -132,6 +146,10 @@ def run_grpo(ctx: StageContext) -> None:
             for mb, b in zip(mbs, batches):
                 b["loss_mask"][loss_tokens[mb] == 0] = 0
             return mbs, batches
+
+        def sampler_logps_of(mbs):  # the rollout engine's log-probs, [b, T-1] per micro-batch (None: it gave none)
+            return [sampler_logprobs_batch([prompts[i] for i in mb], [comp_ids[i] for i in mb],
+                                           [rollout.sampler_logprobs[i] for i in mb]) for mb in mbs]
 
         def logprobs_of(model, batches, is_reference=False):  # no grad, one [b, T-1] tensor per micro-batch
             with torch.no_grad(), adapters_off(model) if is_reference else nullcontext():
@@ -165,6 +183,7 @@ def run_grpo(ctx: StageContext) -> None:
             pad_mbs, pad_batches = make_batches([0])
             mbs += pad_mbs * (num_mbs - len(mbs))
             batches += pad_batches * (num_mbs - len(batches))
+        sampler_logps = sampler_logps_of(mbs)
         old_logps = logprobs_of(engine.module, batches) if cfg.updates_per_batch > 1 else []
         ref_logps = logprobs_of(reference, batches, is_reference=True) if reference is not None and not cfg.kl.in_reward else []
         t_score = time.time()
@@ -177,6 +196,8 @@ def run_grpo(ctx: StageContext) -> None:
             world_size=dist.world_size(),
         )
         sums = {"loss": 0.0, "kl": 0.0, "entropy": 0.0, "clip_low": 0.0, "clip_high": 0.0, "tokens": 0.0}
+        mismatch = {"tokens": 0.0, "abs_logp_diff": 0.0, "kl": 0.0, "weight_sum": 0.0, "zeroed_tokens": 0.0}
+        ratio_max = 0.0
         for update in range(cfg.updates_per_batch):
             for j, (mb, b, weight) in enumerate(zip(mbs, batches, weights)):
                 b = {k: v.to(engine.device) for k, v in b.items()}
@@ -187,6 +208,10 @@ def run_grpo(ctx: StageContext) -> None:
                 )
                 old = old_logps[j] if old_logps else logp.detach()
                 per_token, stats = compute_policy_loss(logp, old, advantages[mb].to(engine.device), mask, cfg.loss)
+                sampler = sampler_logps[j].to(engine.device) if sampler_logps[j] is not None else None
+                if sampler is not None and cfg.rollout_correction.mode != "none":
+                    # the rollout came from the engine's policy, not the trainer's: reweight towards the trainer's
+                    per_token = per_token * importance_weights(old, sampler, mask, cfg.rollout_correction)
                 if ref_logps:
                     per_token = per_token + kl_loss_term(logp, ref_logps[j], cfg.kl)
                 if entropy_coef:
@@ -203,6 +228,13 @@ def run_grpo(ctx: StageContext) -> None:
                     if ref_logps:
                         with torch.no_grad():
                             sums["kl"] += float((KL_ESTIMATORS.get(cfg.kl.estimator)(logp, ref_logps[j]) * m).sum())
+                    if sampler is not None:
+                        gap = mismatch_sums(old, sampler, mask)
+                        ratio_max = max(ratio_max, gap["ratio_max"])
+                        weights_now = importance_weights(old, sampler, mask, cfg.rollout_correction)
+                        for key, value in {**gap, **correction_stats(weights_now, mask)}.items():
+                            if key in mismatch:
+                                mismatch[key] += value
         t_train = time.time()
 
         # --- metrics -----------------------------------------------------------------------------
@@ -244,6 +276,7 @@ def run_grpo(ctx: StageContext) -> None:
         }
         for name, values in components.items():
             metrics[f"reward/{name}"] = float(values.mean())
+        metrics.update(mismatch_metrics(mismatch, ratio_max, rollout_engine))
         behaviours = behaviour_counts(rollout.responses)  # occurrences per completion, all ranks
         totals = dist.all_reduce_sum(torch.tensor([float(c.sum()) for c in behaviours.values()])).tolist()
         for name, total in zip(behaviours, totals):
@@ -251,5 +284,27 @@ def run_grpo(ctx: StageContext) -> None:
         for name, value in group_stats(rewards.view(-1, G), correct.view(-1, G) > 0).items():
             metrics[name] = float(value)
         tracker.log(step + 1, metrics)
-        ctx.after_step(engine, tracker, tokenizer, step + 1, cfg.steps, {"draws": draws})
+        ctx.after_step(engine, tracker, tokenizer, step + 1, cfg.steps, {"draws": draws}, rollout=rollout_engine)
+    rollout_engine.close()
     ctx.finish(engine, tracker, tokenizer)
+
+
+def mismatch_metrics(sums: dict[str, float], ratio_max: float, rollout_engine) -> dict[str, float]:
+    """Train/rollout mismatch over the tokens trained on, all ranks: how far the engine's
+    log-probs are from the trainer's (``rollout/*``), and what the IS correction did."""
+    names = sorted(sums)
+    total = dict(zip(names, dist.all_reduce_sum(torch.tensor([sums[n] for n in names], dtype=torch.float64)).tolist()))
+    if total["tokens"] == 0:
+        return {}
+    tokens = total["tokens"]
+    out = {
+        "rollout/abs_logp_diff": total["abs_logp_diff"] / tokens,
+        "rollout/kl_sampler_trainer": total["kl"] / tokens,
+        "rollout/ratio_max": max(dist.all_gather_objects(ratio_max)),
+        "rollout/is_weight_mean": total["weight_sum"] / tokens,
+        "rollout/is_zeroed_fraction": total["zeroed_tokens"] / tokens,
+    }
+    push = getattr(rollout_engine, "seconds_last_push", None)
+    if push is not None:
+        out["time_weight_push"] = push
+    return out

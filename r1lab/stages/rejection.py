@@ -42,9 +42,8 @@ from r1lab.config.validate import typed_stage
 from r1lab.data.task import Task
 from r1lab.engine import dist
 from r1lab.engine.checkpoint import commit_dir, tmp_path, write_json_atomic
-from r1lab.models.templates import encode_prompt, full_response
-from r1lab.rewards import combine_rewards
-from r1lab.rollout.sampler import SamplingParams, generate
+from r1lab.rollout.engine import RolloutEngine, SamplingParams
+from r1lab.rollout.groups import sample_groups
 from r1lab.stages.context import StageContext, step_indices
 from r1lab.stages.filters import (
     Sample,
@@ -113,8 +112,11 @@ def prompt_rows(ctx: StageContext) -> Dataset:
 
 
 @torch.no_grad()
-def sample_and_judge(model, tokenizer, task: Task, template: str, rows: Dataset, row_ids: list[int], cfg, seed: int) -> list[Sample]:
-    """``cfg.samples_per_prompt`` completions of each row, scored and checked by every filter.
+def sample_and_judge(
+    engine: RolloutEngine, tokenizer, task: Task, template: str, rows: Dataset, row_ids: list[int], cfg, seed: int
+) -> list[list[Sample]]:
+    """``cfg.samples_per_prompt`` completions of each row, scored and checked by every filter;
+    one list of samples per row.
 
     ``row_ids[i]`` is the global index of ``rows[i]`` (rows are sharded over ranks). The task's
     correctness reward, ``format`` and the language reward are computed for every sample.
@@ -122,40 +124,35 @@ def sample_and_judge(model, tokenizer, task: Task, template: str, rows: Dataset,
     if len(rows) == 0:
         return []
     k = cfg.samples_per_prompt
-    prompts = [encode_prompt(tokenizer, template, task.question(r)) for r in rows]
-    device = next(model.parameters()).device
-    gen = torch.Generator(device=device).manual_seed(seed)
     params = SamplingParams(cfg.max_new_tokens, cfg.temperature, cfg.top_p)
-    completions = generate(model, tokenizer, [p for p in prompts for _ in range(k)], params, cfg.generation_batch_size, gen)
-    responses = [full_response(template, c.text) for c in completions]
-    columns = {c: [v for v in vals for _ in range(k)] for c, vals in task.columns(rows[:]).items()}
     weights = {task.correctness_reward: 1.0, "format": 0.0, cfg.readability.language_reward: 0.0}
-    scored = combine_rewards(weights, responses, columns)
+    r = sample_groups(engine, tokenizer, task, template, list(rows), k, params, weights, seed, max_batch=cfg.generation_batch_size)
     samples = []
-    for i, c in enumerate(completions):
-        rewards = {name: float(values[i]) for name, values in scored.components.items()}
+    for i in range(len(r)):
+        rewards = {name: float(values[i]) for name, values in r.components.items()}
         s = {
             "row": row_ids[i // k],
             "sample_index": i % k,
-            "completion": c.text,  # what follows the prompt: the SFT target
-            "response": responses[i],  # what the rewards saw
-            "num_tokens": len(c.token_ids),
-            "stopped": c.stopped,
+            "completion": r.texts[i],  # what follows the prompt: the SFT target
+            "response": r.responses[i],  # what the rewards saw
+            "num_tokens": len(r.completions[i]),
+            "stopped": not bool(r.truncated[i]),
             "rewards": rewards,
             "correct": rewards[task.correctness_reward] >= 1.0,
         }
         s["failed"] = failed_filters(s, cfg.readability)
         samples.append(s)
-    return samples
+    return [samples[i * k : (i + 1) * k] for i in range(len(rows))]
 
 
-def sample_all_ranks(ctx: StageContext, model, tokenizer, rows: Dataset) -> list[Sample]:
+def sample_all_ranks(ctx: StageContext, engine: RolloutEngine, tokenizer, rows: Dataset) -> list[Sample]:
     """Every rank samples its share of ``rows``; all ranks get all samples, in row order."""
-    mine = list(range(dist.rank(), len(rows), dist.world_size()))
     seed = ctx.cfg.seed * 1_000_003 + dist.rank()
-    local = sample_and_judge(model, tokenizer, ctx.task, ctx.run.model.template, rows.select(mine), mine, ctx.cfg, seed)
-    merged = [s for part in dist.all_gather_objects(local) for s in part]
-    return sorted(merged, key=lambda s: (s["row"], s["sample_index"]))
+
+    def judge(mine: list[int]) -> list[list[Sample]]:
+        return sample_and_judge(engine, tokenizer, ctx.task, ctx.run.model.template, rows.select(mine), mine, ctx.cfg, seed)
+
+    return [s for per_row in dist.map_sharded(len(rows), judge) for s in per_row]
 
 
 # --- the dataset ---------------------------------------------------------------------------------
@@ -258,7 +255,9 @@ def run_rejection(ctx: StageContext) -> None:
     rows = prompt_rows(ctx)
     if len(rows) == 0:
         raise ValueError(f"stages.{ctx.stage.name}.source={cfg.source!r} gave no prompts")
-    samples = sample_all_ranks(ctx, model, tokenizer, rows)
+    engine = ctx.rollout_engine(model, tokenizer)
+    samples = sample_all_ranks(ctx, engine, tokenizer, rows)
+    engine.close()
     del model
 
     # every rank holds all samples; the selection is cheap, so all compute it and rank 0 writes

@@ -4,6 +4,7 @@ from transformers import AttentionInterface
 
 from r1lab.config.schema import TinyModelConfig
 from r1lab.models.tiny import build_tiny_model, char_tokenizer
+from r1lab.rollout.kv_cache import CACHE_KWARG
 from r1lab.rollout.sampler import SamplingParams, _sample_next, generate
 from r1lab.rollout.shared_prefix import ATTENTION, _attend, shared_prefix_attention
 
@@ -44,13 +45,13 @@ class ScriptedModel(torch.nn.Module):
         self.scripts, self.vocab = scripts, vocab
         self.dummy = torch.nn.Parameter(torch.zeros(1))
 
-    def forward(self, input_ids, attention_mask, position_ids, use_cache=True, cache=None, logits_to_keep=None):
-        cache = cache or _Script(list(range(input_ids.shape[0])))
+    def forward(self, input_ids, attention_mask, position_ids, use_cache=True, logits_to_keep=None, **kwargs):
+        cache = kwargs.get(CACHE_KWARG) or _Script(list(range(input_ids.shape[0])))
         t = attention_mask.shape[1] - self.prompt_width
         logits = torch.full((len(cache.rows), 1, self.vocab), -1e9)
         for i, r in enumerate(cache.rows):
             logits[i, 0, self.scripts[r][min(t, len(self.scripts[r]) - 1)]] = 0.0
-        return type("Out", (), {"logits": logits, "cache": cache})()
+        return type("Out", (), {"logits": logits, CACHE_KWARG: cache})()
 
 
 def test_stop_string_ends_each_row_and_is_kept():

@@ -10,6 +10,7 @@ from omegaconf import OmegaConf
 from r1lab.config.schema import RunConfig, TinyModelConfig
 from r1lab.config.validate import Stage, typed_stage
 from r1lab.data.task import build_task
+from r1lab.rollout.engine import ROLLOUT_ENGINES
 from r1lab.stages.context import StageContext
 
 torch.set_num_threads(1)
@@ -42,15 +43,35 @@ def make_ctx(stage_dir: Path, model: str, stages: dict, train_file: str | None =
     return StageContext(run=run, stage=stage, stage_dir=stage_dir, start_model=model, task=build_task(run.task), group="test")
 
 
-def fake_generate(texts: list[str]):
-    """A stand-in for `generate` that answers the i-th completion of every prompt with ``texts[i % len]``."""
-    from r1lab.rollout.sampler import Completion
+class ScriptedEngine:
+    """A rollout engine (registered as ``scripted``) whose i-th completion of a call is
+    ``SCRIPT[i % len]``: crafted answers that exercise the verifier and the readability filters."""
 
-    def generate(model, tokenizer, prompts, params, batch_size, generator=None):
-        out = []
-        for i in range(len(prompts)):
-            text = texts[i % len(texts)]
-            out.append(Completion(tokenizer(text, add_special_tokens=False).input_ids, text, stopped=text.endswith("</answer>")))
-        return out
+    name = "scripted"
+    script: list[str] | None = None  # None: sampling is an error (a stage that must not sample)
 
-    return generate
+    def __init__(self, tokenizer) -> None:
+        self.tokenizer = tokenizer
+
+    def generate(self, prompt_ids, params, seed, max_batch=0):
+        from r1lab.rollout.sampler import Completion
+
+        if ScriptedEngine.script is None:
+            raise AssertionError("sampled again")
+        texts = [ScriptedEngine.script[i % len(ScriptedEngine.script)] for i in range(len(prompt_ids))]
+        return [Completion(self.tokenizer(t, add_special_tokens=False).input_ids, t, stopped=t.endswith("</answer>")) for t in texts]
+
+    def sync_weights(self): ...
+    def sleep(self): ...
+    def wake(self): ...
+    def close(self): ...
+
+
+ROLLOUT_ENGINES.register("scripted")(lambda cfg, policy, tokenizer, seed: ScriptedEngine(tokenizer))
+
+
+def script_completions(ctx: StageContext, texts: list[str] | None) -> StageContext:
+    """Make ``ctx``'s stage sample ``texts`` (see `ScriptedEngine`)."""
+    ctx.run.rollout.backend = "scripted"
+    ScriptedEngine.script = texts
+    return ctx

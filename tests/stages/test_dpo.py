@@ -16,7 +16,7 @@ from r1lab.stages import rejection
 from r1lab.stages.dpo import run_dpo
 from r1lab.stages.filters import build_pairs
 
-from .helpers import fake_generate, make_ctx, write_jsonl
+from .helpers import make_ctx, script_completions, write_jsonl
 
 PAIRS = [
     {"prompt": "Use 1 2 to make 3.", "chosen": "2+1=3 yes</think><answer>2+1</answer>", "rejected": "2*1=2</think><answer>2*1</answer>"},
@@ -110,11 +110,10 @@ def test_accumulation_invariance(tmp_path, micro_model):
 
 def test_on_policy_pairs_and_report(tmp_path, micro_model, monkeypatch):
     good = "2+1=3 yes</think><answer>2+1</answer>"
-    monkeypatch.setattr(rejection, "generate", fake_generate([good, "2*1=2</think><answer>2*1</answer>", good + " ```"]))
     train = write_jsonl(tmp_path / "train.jsonl", [{"id": "a", "numbers": [1, 2], "target": 3}, {"id": "b", "numbers": [5, 5], "target": 1}])
     stage = {"kind": "dpo", "samples_per_prompt": 3, "pairs_per_prompt": 2, "steps": 1, "batch_size": 2, "micro_batch_per_device": 2}
     ctx = make_ctx(tmp_path / "stage", micro_model, {"dpo": stage}, train_file=train)
-    run_dpo(ctx)
+    run_dpo(script_completions(ctx, [good, "2*1=2</think><answer>2*1</answer>", good + " ```"]))
     report = json.loads((ctx.stage_dir / "report.json").read_text())
     # problem b: the answers do not make 1 from 5 5, so nothing is accepted there
     assert report == {"prompts": 2, "prompts_with_pair": 1, "prompts_all_accepted": 0, "prompts_none_accepted": 1,

@@ -12,7 +12,7 @@ from r1lab.stages import rejection
 from r1lab.stages.context import step_indices
 from r1lab.stages.rejection import prompt_rows, run_rejection, tail_indices
 
-from .helpers import fake_generate, make_ctx, write_jsonl
+from .helpers import make_ctx, script_completions, write_jsonl
 
 # completions of "Use 1 2 to make 3." after the prompt's "<think>"
 SHORT = "2+1=3 yes</think><answer>2+1</answer>"
@@ -48,12 +48,11 @@ def test_source_file(tmp_path, micro_model):
 @pytest.fixture
 def finished(tmp_path, micro_model, monkeypatch):
     """A rejection stage over two copies of one problem, 4 crafted samples each."""
-    monkeypatch.setattr(rejection, "generate", fake_generate([LONG, FENCED, SHORT, WRONG]))
     train = write_jsonl(tmp_path / "train.jsonl", [{"id": "a", "numbers": [1, 2], "target": 3}, {"id": "b", "numbers": [2, 1], "target": 3}, {"id": "c", "numbers": [1, 2], "target": 3}])
     stage = {"kind": "rejection", "num_prompts": 3, "samples_per_prompt": 4, "max_per_prompt": 2, "selection": "shortest",
              "mix_file": str(SAMPLES_DIR / "chat_sample.jsonl"), "mix_ratio": 1.5}
     ctx = make_ctx(tmp_path / "stage", micro_model, {"rejection": stage}, train_file=train)
-    run_rejection(ctx)
+    run_rejection(script_completions(ctx, [LONG, FENCED, SHORT, WRONG]))
     return ctx
 
 
@@ -85,14 +84,13 @@ def test_report(finished):
 
 
 def test_rerun_keeps_the_dataset(finished, monkeypatch):
-    monkeypatch.setattr(rejection, "generate", lambda *a, **k: pytest.fail("sampled again"))
-    run_rejection(finished)
+    run_rejection(script_completions(finished, None))  # sampling would raise "sampled again"
 
 
 def test_no_accepted_sample_fails_with_the_report(tmp_path, micro_model, monkeypatch):
-    monkeypatch.setattr(rejection, "generate", fake_generate([WRONG]))
     train = write_jsonl(tmp_path / "train.jsonl", [{"numbers": [1, 2], "target": 3}])
     ctx = make_ctx(tmp_path / "stage", micro_model, {"r": {"kind": "rejection", "samples_per_prompt": 2}}, train_file=train)
+    script_completions(ctx, [WRONG])
     with pytest.raises(ValueError, match="no sample passed"):
         run_rejection(ctx)
     assert json.loads((ctx.stage_dir / "report.json").read_text())["correct"] == 0

@@ -1,0 +1,47 @@
+"""The ``hf`` rollout engine: r1lab's own decode loop (`r1lab.rollout.sampler`) on the policy itself.
+
+It samples from the live weights, so there is nothing to push, and under ZeRO-3 it gathers the
+full model for the duration of each ``generate``. Each call draws from a fresh
+``torch.Generator`` seeded with ``seed``: the same seed gives the same samples, on resume too.
+"""
+from __future__ import annotations
+
+import torch
+
+from r1lab.config.schema import RolloutConfig
+from r1lab.rollout.engine import ROLLOUT_ENGINES, Completion, Policy, SamplingParams
+from r1lab.rollout.sampler import generate
+
+
+class HFEngine:
+    name = "hf"
+
+    def __init__(self, policy: Policy, tokenizer) -> None:
+        self.policy, self.tokenizer = policy, tokenizer
+
+    def generate(
+        self, prompt_ids: list[list[int]], params: SamplingParams, seed: int | None, max_batch: int = 0
+    ) -> list[Completion]:
+        module = self.policy.module
+        gen = None
+        if seed is not None and params.temperature > 0:
+            gen = torch.Generator(device=next(module.parameters()).device).manual_seed(seed)
+        with self.policy.gathered():  # ZeRO-3: full weights for sampling
+            return generate(module, self.tokenizer, prompt_ids, params, max_batch or max(1, len(prompt_ids)), gen)
+
+    def sync_weights(self) -> None:
+        pass
+
+    def sleep(self) -> None:
+        pass
+
+    def wake(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+@ROLLOUT_ENGINES.register("hf")
+def build_hf_engine(cfg: RolloutConfig, policy: Policy, tokenizer, seed: int) -> HFEngine:
+    return HFEngine(policy, tokenizer)
