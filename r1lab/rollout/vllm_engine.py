@@ -21,11 +21,15 @@ the prompts, and gets the trainer's weights pushed in place after each optimizer
   naming the rank (a hung collective would otherwise wait forever).
 * Sleep mode (``enable_sleep_mode``, CUDA only): the engine's weights and KV cache are released
   while the trainer updates and taken back before sampling.
+* One engine per process and model shape: `close` keeps the ``LLM`` for the next engine of the
+  same architecture and settings (the pipeline's evaluations and stages follow each other), which
+  then starts by pushing its own weights. Shutting an in-process vLLM down also destroys
+  torch.distributed's default process group, the one the trainer's DeepSpeed engine runs on.
 """
 from __future__ import annotations
 
 import faulthandler
-import gc
+import json
 import os
 import sys
 import threading
@@ -54,6 +58,20 @@ def _dtype_name(dtype: torch.dtype) -> str:
     return {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}[dtype]
 
 
+# idle in-process engines by (model architecture, engine settings): see the module docstring
+_IDLE: dict[str, list] = {}
+
+
+def _pool_key(path: str, kwargs: dict) -> str:
+    from transformers import AutoConfig
+
+    shape = AutoConfig.from_pretrained(path).to_dict()
+    for volatile in ("_name_or_path", "transformers_version", "_commit_hash"):
+        shape.pop(volatile, None)
+    settings = {k: v for k, v in kwargs.items() if k not in ("model", "tokenizer", "seed")}
+    return json.dumps([shape, settings], sort_keys=True, default=str)
+
+
 def _runs(prompt_ids: list[list[int]]) -> list[tuple[int, int]]:
     """(start, length) of each run of equal consecutive prompts."""
     runs: list[tuple[int, int]] = []
@@ -75,7 +93,6 @@ class VLLMEngine:
 
         self.cfg, self.policy, self.tokenizer = cfg, policy, tokenizer
         self.synced_version: int | None = None
-        self.asleep = False
         on_cuda = torch.cuda.is_available()
         dtype = policy.dtype or next(policy.module.parameters()).dtype
         path = resolve_model_path(policy.path)  # a packaged model's converted folder
@@ -99,8 +116,10 @@ class VLLMEngine:
         if dist.world_size() > 1:
             kwargs["distributed_executor_backend"] = "external_launcher"
         began = time.time()
+        self.key = _pool_key(path, kwargs)
         try:
-            self.llm = LLM(**kwargs)
+            idle = _IDLE.get(self.key)
+            self.llm = idle.pop() if idle else LLM(**kwargs)
         except Exception as err:  # vLLM raises many kinds; all mean the same to the user
             raise RolloutEngineError(
                 f"rank {dist.rank()}: vLLM could not start on '{policy.path}': {type(err).__name__}: {err}. "
@@ -167,24 +186,21 @@ class VLLMEngine:
 
     # --- memory -----------------------------------------------------------------------------
     def sleep(self) -> None:
-        if self.cfg.enable_sleep_mode and torch.cuda.is_available() and not self.asleep:
+        if self.cfg.enable_sleep_mode and torch.cuda.is_available() and not getattr(self.llm, "r1lab_asleep", False):
             self.llm.sleep(level=1)
-            self.asleep = True
+            self.llm.r1lab_asleep = True  # on the LLM: a pooled engine may wake under another owner
 
     def wake(self) -> None:
-        if self.asleep:
+        if getattr(self.llm, "r1lab_asleep", False):
             self.llm.wake_up()
-            self.asleep = False
+            self.llm.r1lab_asleep = False
 
     def close(self) -> None:
-        llm = getattr(self, "llm", None)
-        if llm is None:
-            return
-        del self.llm
-        del llm
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        """Hand the ``LLM`` back for the next engine of the same shape (module docstring)."""
+        llm = self.__dict__.pop("llm", None)
+        if llm is not None:
+            self.sleep()  # CUDA with sleep mode: idle engines hold no memory
+            _IDLE.setdefault(self.key, []).append(llm)
 
 
 class _deadline:
