@@ -82,8 +82,16 @@ class CountdownTaskConfig:
 class TaskConfig:
     name: str = "countdown"  # countdown | math
     question_style: str = "full"  # countdown: full (TinyZero wording) | short (for char-level models)
-    train_file: Optional[str] = None  # jsonl/parquet of problems instead of generated ones
-    test_file: Optional[str] = None  # jsonl/parquet held-out problems
+    # A data field takes a jsonl/json/parquet file, a save_to_disk folder, a dataset folder (data
+    # files, optionally a README.md dataset card with `configs:`, as on the Hub) or a Hugging Face
+    # dataset id; the last two are read by datasets.load_dataset(id, subset, split=...), offline
+    # (HF_DATASETS_OFFLINE=1) from the local Hugging Face cache.
+    train_file: Optional[str] = None  # problems instead of generated ones: file, folder or hub id (e.g. openai/gsm8k)
+    test_file: Optional[str] = None  # held-out problems: file, folder or hub id
+    train_split: str = "train"  # split of train_file read from a dataset folder or hub id (a file has none)
+    test_split: str = "test"  # split of test_file read from a dataset folder or hub id
+    subset: Optional[str] = None  # dataset config name of train_file and test_file (openai/gsm8k: main | socratic); null = the only one
+    columns: Optional[dict[str, str]] = None  # task column -> dataset column, renamed on load, e.g. {numbers: nums}; math reads question/answer (GSM8K '#### n', or bare answers) or problem/solution (MATH, \boxed{})
     answer_tag: bool = False  # math: read the answer from <answer> instead of \boxed{}
     countdown: CountdownTaskConfig = field(default_factory=CountdownTaskConfig)
 
@@ -115,6 +123,10 @@ class TrackingConfig:
     wandb: WandbConfig = field(default_factory=WandbConfig)
     log_every: int = 1  # optimizer steps between metric records
     progress_bar: bool = True  # tqdm bar with steps, ETA and the latest reward
+    # optimizer steps between completion tables (GRPO: prompt, completion, reward components;
+    # plus the in-training evaluation's samples): `completions.jsonl` and W&B `completions/*`; 0 = off
+    completions_every: int = 0
+    completions_rows: int = 16  # rows per table: the first ones of rank 0's rollout / of the evaluation
 
 
 @dataclass
@@ -177,7 +189,10 @@ class StageConfig:
 @dataclass
 class SFTStageConfig(StageConfig):
     kind: str = "sft"
-    data: str = "traces"  # traces (solver-written cold-start traces) | previous (the newest earlier stage's dataset) | path to jsonl/parquet or a save_to_disk folder
+    data: str = "traces"  # traces (solver-written cold-start traces) | previous (the newest earlier stage's dataset) | jsonl/json/parquet file, save_to_disk folder, dataset folder or hub id (prompt/response and/or messages)
+    data_split: str = "train"  # split of `data` read from a dataset folder, hub id or saved DatasetDict
+    data_subset: Optional[str] = None  # dataset config name of `data`; null = the only one
+    data_columns: dict[str, str] = field(default_factory=dict)  # SFT column (prompt | response | messages) -> dataset column, renamed on load
     num_examples: int = 0  # 0 = all; else the first N examples
     steps: int = 0  # optimizer steps; 0 = derived from `epochs`
     epochs: float = 1.0
@@ -252,14 +267,20 @@ class RejectionStageConfig(SampledPromptsConfig):
     max_per_prompt: int = 1  # m: completions kept per prompt (selection=all keeps every accepted one)
     selection: str = "shortest"  # shortest | random | all
     dedup: bool = True  # drop rows whose whitespace-collapsed, lowercased prompt and response repeat
-    mix_file: Optional[str] = None  # non-reasoning SFT data (jsonl/parquet: messages, or prompt/response); null = none
+    mix_file: Optional[str] = None  # non-reasoning SFT data (messages, or prompt/response): file, save_to_disk folder, dataset folder or hub id; null = none
+    mix_split: str = "train"  # split of mix_file read from a dataset folder or hub id
+    mix_subset: Optional[str] = None  # dataset config name of mix_file; null = the only one
+    mix_columns: dict[str, str] = field(default_factory=dict)  # mix column (messages | prompt | response | id) -> dataset column, renamed on load
     mix_ratio: float = 3.0  # reasoning rows per non-reasoning row (R1: 600k : 200k = 3)
 
 
 @dataclass
 class DPOStageConfig(SampledPromptsConfig):
     kind: str = "dpo"
-    data: str = "on_policy"  # on_policy (pairs sampled now, judged by verifier + readability) | jsonl/parquet with prompt/chosen/rejected
+    data: str = "on_policy"  # on_policy (pairs sampled now, judged by verifier + readability) | file, save_to_disk folder, dataset folder or hub id with prompt/chosen/rejected
+    data_split: str = "train"  # split of `data` read from a dataset folder or hub id
+    data_subset: Optional[str] = None  # dataset config name of `data`; null = the only one
+    data_columns: dict[str, str] = field(default_factory=dict)  # pair column (prompt | chosen | rejected) -> dataset column, renamed on load
     pairs_per_prompt: int = 1  # on_policy: most pairs built from one prompt's k samples
     loss: DPOLossConfig = field(default_factory=DPOLossConfig)  # sigmoid (DPO) | ipo | simpo, with beta
     steps: int = 0  # optimizer steps; 0 = derived from `epochs`

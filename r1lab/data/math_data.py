@@ -13,16 +13,23 @@ Layouts are recognised by their columns:
   ``\\boxed{\\frac{1}{2}}`` gives ``\\frac{1}{2}``.
 * **Normalised** (``question``, ``answer`` with no ``####`` in any answer): taken as is.
 
-An ``id`` column is kept (as text) when present; otherwise ids are ``<file stem>-<row>``.
+An ``id`` column is kept (as text) when present; otherwise ids are ``<file stem>-<row>``
+(``<dataset name>_<split>-<row>`` for a dataset folder or hub id, e.g. ``gsm8k_train-0``).
+
+A dataset folder or hub id is read by :func:`r1lab.data.files.load_source`; its ``columns``
+mapping renames the dataset's columns to one of the layouts above first, so ``openai/gsm8k``
+(``question``/``answer``) and MATH datasets (``problem``/``solution``) need none, and e.g.
+``{"question": "prompt", "answer": "final"}`` reads a dataset whose answers are bare.
 """
 from __future__ import annotations
 
 import os
 import re
+from typing import Mapping, Optional
 
 from datasets import Dataset, Features, Value
 
-from r1lab.data.files import load_table
+from r1lab.data.files import is_file_source, load_source
 
 FEATURES = Features(
     {"id": Value("string"), "question": Value("string"), "answer": Value("string"), "level": Value("string")}
@@ -77,19 +84,34 @@ def detect_layout(columns: list[str]) -> str | None:
     return None
 
 
-def load_math_file(path: str | os.PathLike, field: str = "task.train_file") -> Dataset:
-    """Load a GSM8K-, MATH- or already-normalised file as rows ``id, question, answer, level``."""
+def load_math_file(
+    path: str | os.PathLike,
+    field: str = "task.train_file",
+    *,
+    split: str = "train",
+    subset: Optional[str] = None,
+    columns: Optional[Mapping[str, str]] = None,
+    option_fields: Optional[Mapping[str, str]] = None,
+) -> Dataset:
+    """Load a GSM8K-, MATH- or already-normalised file, dataset folder or hub id as rows
+    ``id, question, answer, level``; ``split``/``subset``/``columns`` are ``load_source``'s."""
     path = os.fspath(path)
-    ds = load_table(path, field)
+    ds = load_source(path, field, split=split, subset=subset, columns=columns, option_fields=option_fields)
     source = f"{field} '{path}'"
+    is_file = is_file_source(path)
     layout = detect_layout(ds.column_names)
     if layout is None:
+        columns_field = (option_fields or {}).get("columns", "the columns mapping")
         raise ValueError(
             f"{source} has columns {', '.join(ds.column_names)}, which match no math layout; expected "
             "'question' and 'answer' (GSM8K: answer ends in '#### n'), or 'problem' and 'solution' "
             "(MATH: answer in \\boxed{...})"
+            + ("" if is_file else f"; map the dataset's columns to one of them with {columns_field}")
         )
-    stem = os.path.splitext(os.path.basename(path))[0]
+    if is_file:
+        stem = os.path.splitext(os.path.basename(path))[0]
+    else:  # a dataset: train and test rows must not share ids
+        stem = f"{os.path.basename(os.path.normpath(path))}_{split}"
     q_col, a_col = LAYOUTS[layout]
     ids = ds["id"] if "id" in ds.column_names else [None] * len(ds)
     levels = ds["level"] if "level" in ds.column_names else [None] * len(ds)

@@ -27,6 +27,17 @@ class Task:
         return {c: rows[c] for c in self.reward_columns}
 
 
+def source_options(cfg: TaskConfig, which: str) -> dict[str, Any]:
+    """Load options of ``task.<which>_file`` (which: train | test) for ``r1lab.data.files.load_source``."""
+    return {
+        "field": f"task.{which}_file",
+        "split": getattr(cfg, f"{which}_split"),
+        "subset": cfg.subset,
+        "columns": cfg.columns,
+        "option_fields": {"split": f"task.{which}_split", "subset": "task.subset", "columns": "task.columns"},
+    }
+
+
 def _countdown(cfg: TaskConfig) -> Task:
     from r1lab.data.countdown import make_splits, question_text
     from r1lab.data.files import load_countdown_file
@@ -43,9 +54,9 @@ def _countdown(cfg: TaskConfig) -> Task:
         seed=c.seed,
     )
     if cfg.train_file:
-        splits["train"] = load_countdown_file(cfg.train_file, field="task.train_file")
+        splits["train"] = load_countdown_file(cfg.train_file, **source_options(cfg, "train"))
     if cfg.test_file:
-        splits["test"] = load_countdown_file(cfg.test_file, field="task.test_file")
+        splits["test"] = load_countdown_file(cfg.test_file, **source_options(cfg, "test"))
     style = cfg.question_style
     return Task(
         name="countdown",
@@ -61,11 +72,12 @@ def _math(cfg: TaskConfig) -> Task:
 
     if not cfg.train_file or not cfg.test_file:
         raise ValueError(
-            "task.name=math needs task.train_file and task.test_file (GSM8K or MATH layout jsonl/parquet)"
+            "task.name=math needs task.train_file and task.test_file (GSM8K or MATH layout jsonl/parquet, "
+            "a dataset folder or a hub id such as openai/gsm8k with task.subset=main)"
         )
     splits = {
-        "train": load_math_file(cfg.train_file, field="task.train_file"),
-        "test": load_math_file(cfg.test_file, field="task.test_file"),
+        "train": load_math_file(cfg.train_file, **source_options(cfg, "train")),
+        "test": load_math_file(cfg.test_file, **source_options(cfg, "test")),
     }
     suffix = " Put the final answer in \\boxed{}." if not cfg.answer_tag else ""
     return Task(

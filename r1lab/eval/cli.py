@@ -5,6 +5,8 @@
     r1lab-eval model=/path/to/hf_model template=r1_zero task=countdown eval.num_problems=100
     r1lab-eval model=<path> data_file=my_problems.jsonl
     r1lab-eval model=<path> scaling.samples=[1,2,4,8,16] scaling.max_new_tokens=[64,128,256]
+    r1lab-eval model=smollm2-135m-instruct template=chat studies.behaviours=true \
+        studies.templates=[r1_zero,chat,none] studies.perplexity_bridge=true
 
 Its root config is ``r1lab/eval/conf/config.yaml`` (schema ``r1lab.eval.config.EvalAppConfig``),
 in its own folder whose ``task/`` and ``eval/`` are links to ``configs/task`` and ``configs/eval``.
@@ -20,6 +22,9 @@ Writes into ``out_dir`` (default ``<stage dir>/eval-<task>-<split>/`` for a run'
 ``outputs/eval/<timestamp>/``): ``eval.json`` (the pipeline's keys plus ``avg_at_k``,
 ``maj_at_k``, ``ci95``, ``by_difficulty``, ``answer_distance``, ``behaviours``), ``eval.md``,
 ``samples.jsonl`` (one record per completion) and, with ``scaling.*``, ``scaling.{json,md,png}``.
+With ``studies.*`` (``r1lab.eval.studies``) eval.json gains ``studies.{behaviours,templates,
+perplexity_bridge}``, eval.md their tables, and out_dir ``behaviours.png``, ``templates.png``,
+``perplexity_bridge.png``.
 """
 from __future__ import annotations
 
@@ -131,6 +136,11 @@ def check(app: EvalAppConfig) -> None:
         raise ValueError("eval.samples must be >= 1")
     if any(k < 1 for k in app.scaling.samples) or any(b < 1 for b in app.scaling.max_new_tokens):
         raise ValueError("scaling.samples and scaling.max_new_tokens must hold positive integers")
+    bad = [t for t in app.studies.templates if t not in TEMPLATES]
+    if bad:
+        raise ValueError(f"studies.templates={bad}; valid: {', '.join(TEMPLATES)}")
+    if app.studies.bridge_problems < 0:
+        raise ValueError("studies.bridge_problems must be >= 0 (0 = all evaluated problems)")
 
 
 def run(cfg: DictConfig) -> None:
@@ -163,7 +173,7 @@ def evaluate_app(app: EvalAppConfig, loc: ModelLocation, out_dir: Path) -> dict:
     from r1lab.data.task import build_task
     from r1lab.engine import dist
     from r1lab.eval.evaluate import evaluate_with_samples, scaling_curve, select_problems
-    from r1lab.eval.tables import eval_table, scaling_table
+    from r1lab.eval.tables import eval_table, scaling_table, studies_tables
     from r1lab.models.load import load_model, load_tokenizer
     from r1lab.models.lora import full_model_path
     from r1lab.rollout.engine import Policy, build_rollout_engine
@@ -184,6 +194,9 @@ def evaluate_app(app: EvalAppConfig, loc: ModelLocation, out_dir: Path) -> dict:
               f"template {app.template}, {app.eval.samples} samples each -> {out_dir}", flush=True)
     result, records = evaluate_with_samples(engine, tokenizer, task, app.template, app.eval, app.seed, problems)
     result.update(model=loc.model, template=app.template, task=task.name, data_file=app.data_file, seed=app.seed)
+    studies = run_studies(app, engine, model, tokenizer, task, problems, result, records, out_dir, main)
+    if studies:
+        result["studies"] = studies
     if main:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -191,6 +204,8 @@ def evaluate_app(app: EvalAppConfig, loc: ModelLocation, out_dir: Path) -> dict:
             for rec in records:
                 f.write(json.dumps(rec) + "\n")
         table = eval_table(result)
+        if studies:
+            table += "\n\n" + studies_tables(studies)
         (out_dir / "eval.md").write_text(table + "\n")
         print(table, flush=True)
     if app.scaling.samples or app.scaling.max_new_tokens:
@@ -206,6 +221,48 @@ def evaluate_app(app: EvalAppConfig, loc: ModelLocation, out_dir: Path) -> dict:
             scaling_plot(rows, out_dir / "scaling.png", title=f"Test-time scaling: {Path(loc.model).name} on {task.name}")
             print("\n" + table, flush=True)
     return result
+
+
+def run_studies(app: EvalAppConfig, engine, model, tokenizer, task, problems, result: dict, records: list[dict],
+                out_dir: Path, main: bool) -> dict:
+    """The ``studies.*`` of ``app`` (``r1lab.eval.studies``): their eval.json figures, and their
+    plots written into ``out_dir`` (main rank). Every rank calls it (templates generate sharded)."""
+    from r1lab.eval import studies as st
+
+    cfg = app.studies
+    out: dict = {}
+    if not (cfg.behaviours or cfg.templates or cfg.perplexity_bridge):
+        return out
+    from r1lab.eval.plots import grouped_bars, perplexity_bridge_plot, templates_plot
+
+    name = Path(app.model.rstrip("/")).name or app.model
+    if main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.behaviours:
+        out["behaviours"] = study = st.behaviour_study(records, result.get("behaviours"))
+        if main:
+            by = study["by_outcome"]
+            groups = {"all samples": "all", "correct samples": "correct", "incorrect samples": "incorrect", "greedy": "greedy"}
+            values = {f"{lbl} (n={by[g]['num_completions']})": [by[g][b]["rate"] for b in st.BEHAVIOURS]
+                      for lbl, g in groups.items() if by[g]["num_completions"]}
+            grouped_bars(list(st.BEHAVIOURS), values, out_dir / "behaviours.png",
+                         title=f"Reasoning behaviours of {name}'s own completions ({app.template})",
+                         ylabel="share of completions", ylim=(0, 1.02))
+    if cfg.templates:
+        if main:
+            print(f"[r1lab-eval] template study: {', '.join(cfg.templates)}", flush=True)
+        out["templates"] = study = st.template_study(engine, tokenizer, task, cfg.templates, app.eval, app.seed, problems,
+                                                     done={app.template: result})
+        if main:
+            for t, fig in study.items():
+                if "skipped" in fig:
+                    print(f"[r1lab-eval] template {t}: {fig['skipped']}", flush=True)
+            templates_plot(study, out_dir / "templates.png", title=f"Template sensitivity: {name} on {task.name}")
+    if cfg.perplexity_bridge and main:
+        out["perplexity_bridge"] = study = st.perplexity_bridge(
+            model, tokenizer, task, app.template, problems[:], records, cfg.bridge_problems, cfg.bridge_batch_size)
+        perplexity_bridge_plot(study, out_dir / "perplexity_bridge.png", title=f"Perplexity bridge: {name} ({app.template})")
+    return out
 
 
 def main() -> None:

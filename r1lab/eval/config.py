@@ -22,6 +22,17 @@ class ScalingConfig:
 
 
 @dataclass
+class StudiesConfig:
+    """Studies of ``r1lab-eval`` (``r1lab.eval.studies``), written into eval.json ``studies`` and eval.md."""
+
+    behaviours: bool = False  # reasoning behaviours of the model's own samples, by outcome, top phrases (+ behaviours.png)
+    templates: list[str] = field(default_factory=list)  # template sensitivity, e.g. [r1_zero, chat, none] (+ templates.png)
+    perplexity_bridge: bool = False  # gold answer's perplexity without vs with the model's greedy reasoning (+ perplexity_bridge.png)
+    bridge_problems: int = 0  # perplexity bridge: the first N evaluated problems; 0 = all
+    bridge_batch_size: int = 16  # perplexity bridge: sequences per forward pass
+
+
+@dataclass
 class EvalAppConfig:
     """``r1lab-eval``: evaluate one model on a task split or a file of problems."""
 
@@ -37,6 +48,7 @@ class EvalAppConfig:
     task: TaskConfig = field(default_factory=TaskConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     scaling: ScalingConfig = field(default_factory=ScalingConfig)
+    studies: StudiesConfig = field(default_factory=StudiesConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)  # the sampling engine: rollout.backend=hf | vllm
 
 

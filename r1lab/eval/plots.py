@@ -110,3 +110,71 @@ def grouped_bars(
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8)
     return _save(fig, path)
+
+
+def templates_plot(study: dict, path: Path, title: str = "Template sensitivity") -> Path:
+    """``studies.templates``: left, greedy / sampled accuracy and format rate per template
+    (grouped bars); middle, the share of sampled completions showing each behaviour; right, the
+    mean response length. Skipped templates are left out."""
+    from r1lab.eval.behaviours import BEHAVIOURS
+
+    used = [t for t, fig in study.items() if "skipped" not in fig]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5), gridspec_kw={"width_ratios": [3, 3, 1.6]})
+    x = np.arange(len(used))
+
+    def bars(ax, series: dict[str, list], ylabel: str, ylim=None):
+        n = max(1, len(series))
+        width = 0.8 / n
+        for i, (label, vals) in enumerate(series.items()):
+            ax.bar(x + (i - (n - 1) / 2) * width, np.nan_to_num(np.array([np.nan if v is None else v for v in vals], float)), width, label=label)
+        ax.set_xticks(x)
+        ax.set_xticklabels(used)
+        ax.set_ylabel(ylabel)
+        if ylim:
+            ax.set_ylim(*ylim)
+        ax.grid(axis="y", alpha=0.3)
+
+    bars(axes[0], {lbl: [study[t].get(key) for t in used] for lbl, key in
+                   (("greedy accuracy", "greedy_accuracy"), ("sampled accuracy", "sampled_accuracy"), ("format rate", "format_rate"))},
+         "share", (0, 1.02))
+    axes[0].set_title("accuracy and format")
+    axes[0].legend(fontsize=8)
+    bars(axes[1], {b: [((study[t].get("behaviours") or {}).get(b) or {}).get("rate") for t in used] for b in BEHAVIOURS},
+         "share of sampled completions", (0, 1.02))
+    axes[1].set_title("behaviours")
+    axes[1].legend(fontsize=7)
+    bars(axes[2], {"mean length": [study[t].get("mean_response_length") for t in used]}, "tokens")
+    axes[2].set_title("mean response length")
+    skipped = [t for t in study if t not in used]
+    fig.suptitle(title + (f" (skipped: {', '.join(skipped)})" if skipped else ""))
+    return _save(fig, path)
+
+
+def perplexity_bridge_plot(study: dict, path: Path, title: str = "Perplexity bridge") -> Path:
+    """``studies.perplexity_bridge``: one point per problem, x = the gold answer's perplexity
+    without reasoning, y = with the model's reasoning (log axes); below the diagonal the
+    reasoning lowered it. Colour: whether the greedy answer was correct."""
+    probs = study["problems"]
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    xa = np.array([p["perplexity_without"] for p in probs], float)
+    ya = np.array([p["perplexity_with"] for p in probs], float)
+    ok = np.array([p["greedy_correct"] > 0 for p in probs], bool)
+    if len(probs):
+        ax.scatter(xa[~ok], ya[~ok], s=22, alpha=0.75, label="greedy answer wrong")
+        if ok.any():
+            ax.scatter(xa[ok], ya[ok], s=22, alpha=0.75, label="greedy answer right")
+        finite = np.concatenate([xa, ya])
+        finite = finite[np.isfinite(finite) & (finite > 0)]
+        lo, hi = (finite.min() / 1.3, finite.max() * 1.3) if finite.size else (1.0, 10.0)
+        ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="y = x")
+        ax.set_xlim(lo, hi)
+        ax.set_ylim(lo, hi)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("gold answer perplexity, question alone")
+    ax.set_ylabel("gold answer perplexity, question + model's reasoning")
+    share = study.get("share_lower")
+    ax.set_title(f"{title}\nlower with reasoning: {share:.0%} of {len(probs)}" if share is not None else title, fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    return _save(fig, path)

@@ -80,3 +80,76 @@ def scaling_table(rows: list[dict]) -> str:
         for r in rows
     ]
     return markdown(head, body)
+
+
+def behaviours_study_table(study: dict) -> str:
+    """``studies.behaviours``: per behaviour, occurrences and shares by outcome, top phrases."""
+    by = study["by_outcome"]
+    n = {g: by[g]["num_completions"] for g in ("all", "correct", "incorrect", "greedy")}
+    head = ("behaviour", "per completion", "share (all)", f"share (correct, n={n['correct']})",
+            f"share (incorrect, n={n['incorrect']})", f"share (greedy, n={n['greedy']})", "top phrases")
+    rows = []
+    for b in BEHAVIOURS:
+        phrases = ", ".join(f"{p!r}×{c}" for p, c in study["phrases"].get(b, [])) or "–"
+        rows.append((b, by["all"][b]["mean"], by["all"][b]["rate"], by["correct"][b]["rate"] if n["correct"] else None,
+                     by["incorrect"][b]["rate"] if n["incorrect"] else None, by["greedy"][b]["rate"] if n["greedy"] else None, phrases))
+    rows.append(("any", None, by["all"]["any"], by["correct"]["any"] if n["correct"] else None,
+                 by["incorrect"]["any"] if n["incorrect"] else None, by["greedy"]["any"] if n["greedy"] else None, ""))
+    parts = [f"### Behaviours of the model's own samples ({n['all']} sampled completions)", markdown(head, rows)]
+    examples = [(b, e) for b in BEHAVIOURS for e in study.get("examples", {}).get(b, [])]
+    if examples:
+        parts.append("Examples (match in brackets):\n\n" + "\n".join(f"- {b}: `{e.replace('`', chr(39))}`" for b, e in examples))
+    return "\n\n".join(parts)
+
+
+def templates_table(study: dict) -> str:
+    """``studies.templates``: one row per template."""
+    k_key = next((key for fig in study.values() for key in fig if key.startswith("pass@")), "pass@k")
+    head = ("template", "greedy", "avg@k", k_key, "format", "length", "truncated", *[f"{b} share" for b in BEHAVIOURS])
+    rows = []
+    notes = []
+    for template, fig in study.items():
+        if "skipped" in fig:
+            rows.append((template, *["–"] * (len(head) - 1)))
+            notes.append(f"- {template}: {fig['skipped']}")
+            continue
+        beh = fig.get("behaviours") or {}
+        rows.append((template, fig.get("greedy_accuracy"), fig.get("sampled_accuracy"), fig.get(k_key), fig.get("format_rate"),
+                     fig.get("mean_response_length"), fig.get("truncated_fraction"), *[(beh.get(b) or {}).get("rate") for b in BEHAVIOURS]))
+    return "\n\n".join(["### Template sensitivity (same problems and seed)", markdown(head, rows), *(["\n".join(notes)] if notes else [])])
+
+
+def perplexity_bridge_table(study: dict, max_rows: int = 50) -> str:
+    """``studies.perplexity_bridge``: the averages, then one row per problem (the first ``max_rows``)."""
+    summary = markdown(("figure", "without reasoning", "with the model's reasoning"), [
+        ("perplexity (exp mean NLL)", study["perplexity_without"], study["perplexity_with"]),
+        ("mean NLL per answer token (nats)", study["mean_nll_without"], study["mean_nll_with"]),
+        ("mean perplexity", study["mean_perplexity_without"], study["mean_perplexity_with"]),
+        ("median perplexity", study["median_perplexity_without"], study["median_perplexity_with"]),
+    ])
+    parts = [
+        "### Perplexity bridge: the gold answer's perplexity without vs with the model's own reasoning",
+        f"{study['num_problems']} problems ({study['skipped_no_gold']} without a gold answer skipped); reasoning lowers the "
+        f"perplexity on {fmt(study['share_lower'])} of them. Scored: {study['scored']}.",
+        summary,
+    ]
+    probs = study["problems"][:max_rows]
+    if probs:
+        parts.append(markdown(("problem", "gold", "answer tokens", "context tokens (with)", "greedy correct", "ppl without", "ppl with"),
+                              [(p["problem"], f"`{p['gold']}`", p["answer_tokens"], p["with_context_tokens"], p["greedy_correct"],
+                                p["perplexity_without"], p["perplexity_with"]) for p in probs]))
+        if len(study["problems"]) > max_rows:
+            parts.append(f"(first {max_rows} of {len(study['problems'])} problems; all in eval.json)")
+    return "\n\n".join(parts)
+
+
+def studies_tables(studies: dict) -> str:
+    """All studies present in eval.json's ``studies``, under one heading."""
+    parts = ["## Studies"]
+    if "behaviours" in studies:
+        parts.append(behaviours_study_table(studies["behaviours"]))
+    if "templates" in studies:
+        parts.append(templates_table(studies["templates"]))
+    if "perplexity_bridge" in studies:
+        parts.append(perplexity_bridge_table(studies["perplexity_bridge"]))
+    return "\n\n".join(parts)

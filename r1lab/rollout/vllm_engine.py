@@ -89,6 +89,7 @@ class VLLMEngine:
     def __init__(self, cfg: RolloutConfig, policy: Policy, tokenizer, seed: int) -> None:
         require_vllm()
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # in-process: its model is reachable
+        from transformers import AutoConfig
         from vllm import LLM
 
         self.cfg, self.policy, self.tokenizer = cfg, policy, tokenizer
@@ -110,6 +111,12 @@ class VLLMEngine:
             logprobs_mode="processed_logprobs",
         )
         if cfg.max_model_len:
+            longest = getattr(AutoConfig.from_pretrained(path), "max_position_embeddings", None)
+            if longest and cfg.max_model_len > longest:
+                raise RolloutEngineError(
+                    f"rollout.max_model_len={cfg.max_model_len} is longer than the model's {longest} positions "
+                    f"('{policy.path}'); set rollout.max_model_len<={longest}"
+                )
             kwargs["max_model_len"] = cfg.max_model_len
         if cfg.kv_cache_gb:
             kwargs["kv_cache_memory_bytes"] = int(cfg.kv_cache_gb * (1 << 30))

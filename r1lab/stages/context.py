@@ -19,6 +19,10 @@ from r1lab.models.templates import record_template
 from r1lab.tracking.tracker import Tracker
 
 
+# the evaluation records' fields shown in a completion table (greedy completion first per problem)
+EVAL_SAMPLE_COLUMNS = ("problem", "kind", "sample", "question", "response", "answer", "correct", "format", "length", "stopped")
+
+
 @dataclass
 class StageContext:
     run: RunConfig
@@ -89,24 +93,28 @@ class StageContext:
         save and exit."""
         every = self.run.eval.every
         if every and step % every == 0 and step < total_steps:  # the pipeline evaluates the final model
-            tracker.log(step, self.evaluate_during_training(engine, tokenizer, rollout))
+            figures, samples = self.evaluate_during_training(engine, tokenizer, rollout, with_samples=True)
+            tracker.log(step, figures)
+            if self.run.tracking.completions_every:
+                tracker.log_completions(step, "eval", samples[: self.run.tracking.completions_rows])
         state = {"stage": self.stage.name, **(state or {})}
         if self.cfg.save_every and step % self.cfg.save_every == 0 and step < total_steps:
             engine.save(self.resume_dir, state, keep=self.cfg.keep_checkpoints)
         if engine.preempted():  # SIGTERM: save this step and exit (r1lab.engine.signals)
             engine.save_and_exit(self.resume_dir, state, self.cfg.keep_checkpoints, tracker.finish)
 
-    def evaluate_during_training(self, engine: Engine, tokenizer, rollout=None) -> dict[str, float]:
+    def evaluate_during_training(self, engine: Engine, tokenizer, rollout=None, with_samples: bool = False):
         """``eval/<figure>`` on the first ``eval.every_num_problems`` held-out problems, sampled
-        by ``rollout`` (default: a rollout engine on the training model, closed after)."""
-        from r1lab.eval.evaluate import evaluate  # the eval package imports the rollout sampler
+        by ``rollout`` (default: a rollout engine on the training model, closed after).
+        ``with_samples``: also the completions, one table row each (``EVAL_SAMPLE_COLUMNS``)."""
+        from r1lab.eval.evaluate import evaluate_with_samples  # the eval package imports the rollout sampler
 
         ev = self.run.eval
         cfg = replace(ev, num_problems=ev.every_num_problems, samples=ev.every_samples)
         was_training = engine.module.training
         engine.eval()
         sampler = rollout or self.rollout_engine(engine.module, tokenizer, engine)
-        result = evaluate(sampler, tokenizer, self.task, self.run.model.template, cfg, seed=self.run.seed)
+        result, records = evaluate_with_samples(sampler, tokenizer, self.task, self.run.model.template, cfg, seed=self.run.seed)
         if rollout is None:
             sampler.close()
         if was_training:
@@ -114,7 +122,9 @@ class StageContext:
         keys = ("greedy_accuracy", "sampled_accuracy", "format_rate", "mean_response_length", "seconds")
         figures = {f"eval/{k}": float(result[k]) for k in keys}
         figures.update({f"eval/behaviour/{b}": v["mean"] for b, v in result["behaviours"].items()})
-        return figures
+        if not with_samples:
+            return figures
+        return figures, [{c: r[c] for c in EVAL_SAMPLE_COLUMNS if c in r} for r in records]
 
     def finish(self, engine: Engine, tracker: Tracker, tokenizer) -> None:
         """Close the tracker and export the stage's model in Hugging Face format."""

@@ -79,10 +79,16 @@ def load_pairs(ctx: StageContext, model, tokenizer) -> Dataset:
         model.to(dist.device())
         pairs, counts = on_policy_pairs(ctx, model, tokenizer)
     else:
-        from r1lab.data.files import load_table, require_columns
+        from r1lab.data.files import columns_fix, load_source, require_columns
 
-        pairs = load_table(cfg.data, field=f"stages.{ctx.stage.name}.data")
-        require_columns(pairs, ["prompt", "chosen", "rejected"], source=f"stages.{ctx.stage.name}.data '{cfg.data}'")
+        at = f"stages.{ctx.stage.name}."
+        pairs = load_source(  # a file, a save_to_disk folder, a dataset folder or a hub id
+            cfg.data, field=f"{at}data", split=cfg.data_split, subset=cfg.data_subset, columns=cfg.data_columns,
+            option_fields={"split": f"{at}data_split", "subset": f"{at}data_subset", "columns": f"{at}data_columns"},
+        )
+        require_columns(
+            pairs, ["prompt", "chosen", "rejected"], source=f"{at}data '{cfg.data}'", fix=columns_fix(cfg.data, f"{at}data_columns")
+        )
         counts = {"pairs": len(pairs), "file": cfg.data}
     if dist.is_main():
         write_json_atomic(ctx.stage_dir / "report.json", counts)

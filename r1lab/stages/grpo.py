@@ -77,6 +77,23 @@ def entropy_term_weights(advantages: torch.Tensor, coef: float, fraction: float,
     return torch.where(advantages != 0, 1.0, torch.where(drawn, 1.0 / fraction, 0.0))
 
 
+def completion_rows(rollout: Rollout, tokenizer, limit: int, advantages: torch.Tensor | None = None) -> list[dict]:
+    """The first ``limit`` rows of ``rollout`` as a completion table: prompt (decoded with its
+    special tokens: exactly what the model was conditioned on, role markers of a chat template
+    included), completion (the generated text), total reward, each unweighted component
+    ``reward/<name>``, advantage, response length in tokens, truncated."""
+    rows = []
+    for i in range(min(limit, len(rollout))):
+        row = {"prompt": tokenizer.decode(rollout.prompts[i], skip_special_tokens=False), "completion": rollout.texts[i],
+               "reward": float(rollout.rewards[i])}
+        row.update({f"reward/{name}": float(v[i]) for name, v in rollout.components.items()})
+        if advantages is not None:
+            row["advantage"] = float(advantages[i])
+        row.update(response_length=len(rollout.completions[i]), truncated=bool(rollout.truncated[i]))
+        rows.append(row)
+    return rows
+
+
 def run_grpo(ctx: StageContext) -> None:
     cfg, template = ctx.cfg, ctx.run.model.template
     model, tokenizer = ctx.load_policy()
@@ -284,6 +301,9 @@ def run_grpo(ctx: StageContext) -> None:
         for name, value in group_stats(rewards.view(-1, G), correct.view(-1, G) > 0).items():
             metrics[name] = float(value)
         tracker.log(step + 1, metrics)
+        every = ctx.run.tracking.completions_every
+        if every and (step + 1) % every == 0:
+            tracker.log_completions(step + 1, "train", completion_rows(rollout, tokenizer, ctx.run.tracking.completions_rows, advantages))
         ctx.after_step(engine, tracker, tokenizer, step + 1, cfg.steps, {"draws": draws}, rollout=rollout_engine)
     rollout_engine.close()
     ctx.finish(engine, tracker, tokenizer)

@@ -102,9 +102,13 @@ def prompt_rows(ctx: StageContext) -> Dataset:
         return train.select(tail_indices(train["id"], cfg.num_prompts, grpo_drawn_ids(ctx, train)))
     from r1lab.data.files import load_countdown_file
     from r1lab.data.math_data import load_math_file
+    from r1lab.data.task import source_options
 
     loaders = {"countdown": load_countdown_file, "math": load_math_file}
-    rows = loaders[ctx.task.name](cfg.source, field=f"stages.{ctx.stage.name}.source")
+    task = ctx.run.task  # a source naming the task's own dataset (source: ${task.train_file}) is read with its options
+    which = next((w for w in ("train", "test") if cfg.source == getattr(task, f"{w}_file")), None)
+    options = source_options(task, which) if which else {}
+    rows = loaders[ctx.task.name](cfg.source, **{**options, "field": f"stages.{ctx.stage.name}.source"})
     return rows.select(range(min(cfg.num_prompts, len(rows))))
 
 
@@ -180,11 +184,15 @@ def reasoning_rows(kept: list[Sample], rows: Dataset, questions: list[str], sour
     return out
 
 
-def non_reasoning_rows(path: str, num_reasoning: int, ratio: float, seed: int, tokenizer, field: str) -> list[dict[str, Any]]:
-    """Rows of the non-reasoning file for ``ratio`` reasoning : 1 (all of them if it has fewer)."""
-    from r1lab.data.files import load_table
+def non_reasoning_rows(
+    path: str, num_reasoning: int, ratio: float, seed: int, tokenizer, field: str, **source: Any
+) -> list[dict[str, Any]]:
+    """Rows of the non-reasoning file for ``ratio`` reasoning : 1 (all of them if it has fewer).
 
-    table = load_table(path, field=field).to_list()
+    ``source``: ``split``/``subset``/``columns``/``option_fields`` of ``load_source``."""
+    from r1lab.data.files import load_source
+
+    table = load_source(path, field=field, **source).to_list()
     count = num_to_mix(num_reasoning, ratio, len(table))
     out = []
     for i, row in enumerate(mix_sample(table, count, seed)):
@@ -268,7 +276,12 @@ def run_rejection(ctx: StageContext) -> None:
     mixed = []
     if cfg.mix_file:
         field = f"stages.{ctx.stage.name}.mix_file"
-        mixed = non_reasoning_rows(cfg.mix_file, len(unique), cfg.mix_ratio, cfg.seed, tokenizer, field)
+        at = f"stages.{ctx.stage.name}."
+        source = dict(
+            split=cfg.mix_split, subset=cfg.mix_subset, columns=cfg.mix_columns,
+            option_fields={"split": f"{at}mix_split", "subset": f"{at}mix_subset", "columns": f"{at}mix_columns"},
+        )
+        mixed = non_reasoning_rows(cfg.mix_file, len(unique), cfg.mix_ratio, cfg.seed, tokenizer, field, **source)
     report = acceptance_report(samples, [difficulty(r) for r in rows], active_filters(cfg.readability))
     report.update(
         selected=len(kept),

@@ -4,8 +4,9 @@ Kept from R1: a small set of long, readable reasoning traces in the final respon
 (``<think>`` reasoning then ``<answer>``), trained with the loss on the response only.
 Data: ``data: traces`` uses the task's solver-written traces (search, dead ends, verification);
 ``data: previous`` reads the newest dataset an earlier stage wrote (rejection sampling; the
-pipeline puts its path here); any other value is a jsonl/parquet file or a ``save_to_disk`` folder
-with ``prompt``/``response`` columns (prompt = question, wrapped in the model's template) and/or
+pipeline puts its path here); any other value is a jsonl/parquet file, a ``save_to_disk`` folder,
+a dataset folder or a Hugging Face dataset id (``data_split``, ``data_subset``, ``data_columns``:
+see ``r1lab.data.files.load_source``) with ``prompt``/``response`` columns (prompt = question, wrapped in the model's template) and/or
 ``messages`` (non-reasoning chat rows: rendered by ``r1lab.stages.filters.render_messages``, with
 the chat template under ``model.template=chat``, else as ``User: ...\nAssistant: ...`` lines).
 
@@ -43,22 +44,20 @@ def load_examples(ctx: StageContext, tokenizer) -> list[Example]:
         responses = ds["response"]
         chats = [None] * len(prompts)
     else:
-        from pathlib import Path
-
-        from datasets import load_from_disk
-
-        from r1lab.data.files import load_table, require_columns
+        from r1lab.data.files import columns_fix, load_source, require_columns
 
         if cfg.data in (None, "previous"):
             raise ValueError(f"stages.{ctx.stage.name}.data=previous: no earlier stage wrote a dataset")
-        if Path(cfg.data).is_dir():
-            ds = load_from_disk(cfg.data)
-        else:
-            ds = load_table(cfg.data, field=f"stages.{ctx.stage.name}.data")
+        at = f"stages.{ctx.stage.name}."
+        ds = load_source(  # a save_to_disk folder (data=previous), a file, a dataset folder or a hub id
+            cfg.data, field=f"{at}data", split=cfg.data_split, subset=cfg.data_subset, columns=cfg.data_columns,
+            option_fields={"split": f"{at}data_split", "subset": f"{at}data_subset", "columns": f"{at}data_columns"},
+        )
         if cfg.num_examples:
             ds = ds.select(range(min(cfg.num_examples, len(ds))))
         has_chat = "messages" in ds.column_names
-        require_columns(ds, ["messages"] if has_chat and "prompt" not in ds.column_names else ["prompt", "response"], source=cfg.data)
+        chat_only = has_chat and not {"prompt", "response"} <= set(ds.column_names)  # chat datasets often carry a bare `prompt` too
+        require_columns(ds, ["messages"] if chat_only else ["prompt", "response"], source=cfg.data, fix=columns_fix(cfg.data, f"{at}data_columns"))
         prompts = ds["prompt"] if "prompt" in ds.column_names else [None] * len(ds)
         responses = ds["response"] if "response" in ds.column_names else [None] * len(ds)
         chats = ds["messages"] if has_chat else [None] * len(ds)

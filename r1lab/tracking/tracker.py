@@ -1,4 +1,6 @@
-"""One tracker per stage: `metrics.jsonl`, a W&B run (grouped by pipeline run) and a progress bar.
+"""One tracker per stage: `metrics.jsonl`, a W&B run (grouped by pipeline run) and a progress bar;
+with ``tracking.completions_every``, tables of sampled completions (`completions.jsonl`, W&B
+``completions/<name>``).
 
 Only rank 0 writes; other ranks get a tracker whose methods do nothing, so stage code never asks
 which rank it is on. W&B never asks to log in: offline unless ``tracking.wandb.mode=online``.
@@ -25,11 +27,9 @@ class Tracker:
         if not self.active:
             return
         stage_dir.mkdir(parents=True, exist_ok=True)
-        path = stage_dir / "metrics.jsonl"
         # A resumed stage continues at start_step: drop records of steps it will redo.
-        kept = [l for l in path.read_text().splitlines() if json.loads(l)["step"] <= start_step] if path.exists() else []
-        self.file = open(path, "w")
-        self.file.write("".join(l + "\n" for l in kept))
+        self.file = open(_drop_after(stage_dir / "metrics.jsonl", start_step), "a")
+        self.completions_path = _drop_after(stage_dir / "completions.jsonl", start_step)
         if cfg.wandb.mode != "disabled":
             import wandb
 
@@ -65,6 +65,22 @@ class Tracker:
             self.bar.set_postfix({k: f"{v:.3g}" for k, v in shown.items()}, refresh=False)
             self.bar.refresh()
 
+    def log_completions(self, step: int, name: str, rows: list[dict[str, Any]]) -> None:
+        """Append ``rows`` (one dict per completion, same keys) to ``completions.jsonl`` as
+        ``{"step", "table": name, **row}`` lines, and log them as the W&B table ``completions/<name>``
+        (columns ``step`` and the rows' keys)."""
+        if not self.active or not rows:
+            return
+        rows = [{k: _plain(v) for k, v in r.items()} for r in rows]
+        with open(self.completions_path, "a") as f:
+            f.write("".join(json.dumps({"step": step, "table": name, **r}) + "\n" for r in rows))
+        if self.wandb_run is not None:
+            import wandb
+
+            columns = ["step", *rows[0]]
+            data = [[step, *(r.get(c) for c in columns[1:])] for r in rows]
+            self.wandb_run.log({f"completions/{name}": wandb.Table(columns=columns, data=data, allow_mixed_types=True)}, step=step)
+
     def summary(self, values: dict[str, Any]) -> None:
         if self.wandb_run is not None:
             for k, v in values.items():
@@ -77,6 +93,14 @@ class Tracker:
             self.file.close()
         if self.wandb_run is not None:
             self.wandb_run.finish()
+
+
+def _drop_after(path: Path, step: int) -> Path:
+    """Keep only the JSON lines of ``path`` (if any) with ``"step" <= step``."""
+    if path.exists():
+        kept = [l for l in path.read_text().splitlines() if json.loads(l)["step"] <= step]
+        path.write_text("".join(l + "\n" for l in kept))
+    return path
 
 
 def _plain(v: Any) -> Any:

@@ -65,7 +65,9 @@ def test_full_tiny_recipe_mirrors_the_demo():
 def cli(args: list[str], run_dir: Path, timeout: int = 240) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "R1LAB_TRACEBACK": "1", "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"}
     common = ["model=tiny", "engine=cpu", "engine.num_threads=1", f"run_dir={run_dir}", "tracking.wandb.mode=disabled",
-              "tracking.progress_bar=false", "eval.num_problems=2", "eval.samples=2", "eval.max_new_tokens=16", "eval.batch_size=8"]
+              "tracking.progress_bar=false", "eval.num_problems=2", "eval.samples=2", "eval.max_new_tokens=16", "eval.batch_size=8",
+              # the GPU recipes sample with vLLM (its CPU build here): sized to the tiny model
+              "rollout.max_model_len=512", "rollout.kv_cache_gb=0.25"]
     out = subprocess.run([sys.executable, "-m", "r1lab.cli", *common, *args], cwd=REPO, env=env,
                          capture_output=True, text=True, timeout=timeout)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-5000:]

