@@ -91,7 +91,7 @@ class TaskConfig:
     train_split: str = "train"  # split of train_file read from a dataset folder or hub id (a file has none)
     test_split: str = "test"  # split of test_file read from a dataset folder or hub id
     subset: Optional[str] = None  # dataset config name of train_file and test_file (openai/gsm8k: main | socratic); null = the only one
-    columns: Optional[dict[str, str]] = None  # task column -> dataset column, renamed on load, e.g. {numbers: nums}; math reads question/answer (GSM8K '#### n', or bare answers) or problem/solution (MATH, \boxed{})
+    columns: dict[str, str] = field(default_factory=dict)  # task column -> dataset column, renamed on load, e.g. {numbers: nums}; math reads question/answer (GSM8K '#### n', or bare answers) or problem/solution (MATH, \boxed{})
     answer_tag: bool = False  # math: read the answer from <answer> instead of \boxed{}
     countdown: CountdownTaskConfig = field(default_factory=CountdownTaskConfig)
 

@@ -171,6 +171,10 @@ def perplexity_bridge_plot(study: dict, path: Path, title: str = "Perplexity bri
         ax.set_ylim(lo, hi)
     ax.set_xscale("log")
     ax.set_yscale("log")
+    for axis in (ax.xaxis, ax.yaxis):  # plain numbers at 1, 2, 5 x 10^n: log ranges here are narrow
+        axis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+        axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("gold answer perplexity, question alone")
     ax.set_ylabel("gold answer perplexity, question + model's reasoning")
     share = study.get("share_lower")
