@@ -42,6 +42,7 @@ def init_distributed(cpu_shm_allreduce: bool = False, timeout_minutes: float = 3
     """
     global _timeout_minutes
     if torch_dist.is_available() and torch_dist.is_initialized():
+        _adopt_process_group()
         return
     _timeout_minutes = timeout_minutes
     launched = "MASTER_PORT" in os.environ  # torchrun, deepspeed and srun+torchrun set the rendezvous
@@ -66,6 +67,17 @@ def init_distributed(cpu_shm_allreduce: bool = False, timeout_minutes: float = 3
     deepspeed.init_distributed(
         dist_backend="nccl" if cuda else "gloo", timeout=timedelta(minutes=timeout_minutes), **rendezvous
     )
+
+
+def _adopt_process_group() -> None:
+    """A process group made by someone else (an in-process vLLM engine makes one when there is
+    none) becomes DeepSpeed's too: its launcher variables and ``deepspeed.comm`` are set from it."""
+    import deepspeed
+
+    for key, value in (("RANK", torch_dist.get_rank()), ("LOCAL_RANK", 0), ("WORLD_SIZE", torch_dist.get_world_size())):
+        os.environ.setdefault(key, str(value))
+    if not deepspeed.comm.is_initialized():
+        deepspeed.init_distributed(dist_backend=torch_dist.get_backend(), dist_init_required=False)
 
 
 def rank() -> int:
