@@ -293,7 +293,9 @@ def run_grpo(ctx: StageContext) -> None:
         }
         for name, values in components.items():
             metrics[f"reward/{name}"] = float(values.mean())
-        metrics.update(mismatch_metrics(mismatch, ratio_max, rollout_engine))
+        metrics.update(mismatch_metrics(mismatch, ratio_max))
+        if hasattr(rollout_engine, "seconds_last_push"):  # engines that hold a copy of the weights
+            metrics["time_weight_push"] = rollout_engine.seconds_last_push
         behaviours = behaviour_counts(rollout.responses)  # occurrences per completion, all ranks
         totals = dist.all_reduce_sum(torch.tensor([float(c.sum()) for c in behaviours.values()])).tolist()
         for name, total in zip(behaviours, totals):
@@ -309,7 +311,7 @@ def run_grpo(ctx: StageContext) -> None:
     ctx.finish(engine, tracker, tokenizer)
 
 
-def mismatch_metrics(sums: dict[str, float], ratio_max: float, rollout_engine) -> dict[str, float]:
+def mismatch_metrics(sums: dict[str, float], ratio_max: float) -> dict[str, float]:
     """Train/rollout mismatch over the tokens trained on, all ranks: how far the engine's
     log-probs are from the trainer's (``rollout/*``), and what the IS correction did."""
     names = sorted(sums)
@@ -324,7 +326,4 @@ def mismatch_metrics(sums: dict[str, float], ratio_max: float, rollout_engine) -
         "rollout/is_weight_mean": total["weight_sum"] / tokens,
         "rollout/is_zeroed_fraction": total["zeroed_tokens"] / tokens,
     }
-    push = getattr(rollout_engine, "seconds_last_push", None)
-    if push is not None:
-        out["time_weight_push"] = push
     return out
