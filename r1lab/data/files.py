@@ -232,22 +232,9 @@ def load_source(
     return ds
 
 
-def load_table(
-    path: str | os.PathLike,
-    field: str = "task.train_file",
-    *,
-    split: str = "train",
-    subset: Optional[str] = None,
-    columns: Optional[Mapping[str, str]] = None,
-    option_fields: Optional[Mapping[str, str]] = None,
-) -> Dataset:
-    """A data file (``.jsonl``/``.json``/``.parquet``), ``save_to_disk`` folder, dataset folder or
-    hub id as a ``datasets.Dataset``: :func:`load_source`, whose keyword options it takes.
-
-    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` for an unsupported
-    extension, malformed content, rows that are not objects, or a file without rows.
-    """
-    return load_source(path, field, split=split, subset=subset, columns=columns, option_fields=option_fields)
+# A data file (``.jsonl``/``.json``/``.parquet``), ``save_to_disk`` folder, dataset folder or hub id
+# as a ``datasets.Dataset``: the name the stages use for `load_source`.
+load_table = load_source
 
 
 def require_columns(ds: Dataset, columns: Iterable[str], source: str, fix: str = "add or rename them in the file") -> None:

@@ -226,9 +226,10 @@ def run_grpo(ctx: StageContext) -> None:
                 old = old_logps[j] if old_logps else logp.detach()
                 per_token, stats = compute_policy_loss(logp, old, advantages[mb].to(engine.device), mask, cfg.loss)
                 sampler = sampler_logps[j].to(engine.device) if sampler_logps[j] is not None else None
-                if sampler is not None and cfg.rollout_correction.mode != "none":
+                is_weights = importance_weights(old, sampler, mask, cfg.rollout_correction) if sampler is not None else None
+                if is_weights is not None and cfg.rollout_correction.mode != "none":
                     # the rollout came from the engine's policy, not the trainer's: reweight towards the trainer's
-                    per_token = per_token * importance_weights(old, sampler, mask, cfg.rollout_correction)
+                    per_token = per_token * is_weights
                 if ref_logps:
                     per_token = per_token + kl_loss_term(logp, ref_logps[j], cfg.kl)
                 if entropy_coef:
@@ -248,8 +249,7 @@ def run_grpo(ctx: StageContext) -> None:
                     if sampler is not None:
                         gap = mismatch_sums(old, sampler, mask)
                         ratio_max = max(ratio_max, gap["ratio_max"])
-                        weights_now = importance_weights(old, sampler, mask, cfg.rollout_correction)
-                        for key, value in {**gap, **correction_stats(weights_now, mask)}.items():
+                        for key, value in {**gap, **correction_stats(is_weights, mask)}.items():
                             if key in mismatch:
                                 mismatch[key] += value
         t_train = time.time()
