@@ -326,7 +326,7 @@ def loss_agreement(
     from r1lab.algorithms.policy_loss import PolicyLossConfig, compute_policy_loss
     from r1lab.algorithms.reduce import LossNorm, reduce_loss
     from r1lab.models.forward import token_logprobs
-    from r1lab.stages.grpo import collate_rollout
+    from r1lab.stages.grpo_steps import collate_rollout
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     pad = tokenizer.pad_token_id

@@ -19,7 +19,7 @@ import random
 import statistics
 import time
 
-from r1lab.rewards._math_fallback import get_pool
+from r1lab.rewards.math._fallback import get_pool
 from r1lab.rewards.math import clear_caches, math_reward
 
 _FILLER = [

@@ -8,25 +8,16 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from r1lab.config.errors import USER_ERRORS, fail
 from r1lab.config.store import register_configs
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
-USER_ERRORS = (ValueError, FileNotFoundError, KeyError)
-
-
-def fail(err: BaseException) -> None:
-    if os.environ.get("R1LAB_TRACEBACK") == "1":
-        raise err
-    msg = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
-    print(f"r1lab: error: {msg}\n(set R1LAB_TRACEBACK=1 for the traceback)", file=sys.stderr)
-    sys.exit(2)
 
 
 def run(cfg: DictConfig) -> None:

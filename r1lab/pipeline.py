@@ -1,6 +1,7 @@
 """Run a recipe's stages in order; each starts from the previous stage's checkpoint.
 
-A stage's output is a model (``checkpoint/``), a dataset (``dataset/``, e.g. rejection sampling),
+Each stage runs the function its ``kind`` is registered with (``r1lab.stages.registry``). A
+stage's output is a model (``checkpoint/``), a dataset (``dataset/``, e.g. rejection sampling),
 or both. The next stage starts from the newest checkpoint (a stage without one passes the model
 it was given on unchanged); ``model: base`` restarts from the run's starting model instead, as
 R1's final SFT restarted from DeepSeek-V3-Base. ``data: previous`` reads the newest dataset of an
@@ -24,7 +25,6 @@ import json
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Callable
 
 import torch
 from omegaconf import OmegaConf
@@ -39,13 +39,10 @@ from r1lab.models.load import load_model, load_tokenizer
 from r1lab.models.lora import full_model_path
 from r1lab.rollout.engine import Policy, build_rollout_engine
 from r1lab.stages.context import StageContext
-from r1lab.stages.dpo import run_dpo
-from r1lab.stages.grpo import run_grpo
-from r1lab.stages.rejection import DATASET_DIR, run_rejection
-from r1lab.stages.sft import run_sft
+from r1lab.stages.registry import STAGE_KINDS, STAGES, dataset_kinds, import_stage_modules  # noqa: F401  (STAGES: kind -> run function)
+from r1lab.stages.rejection import DATASET_DIR
 
-STAGES: dict[str, Callable[[StageContext], None]] = {"sft": run_sft, "grpo": run_grpo, "rejection": run_rejection, "dpo": run_dpo}
-DATASET_KINDS = ("rejection",)  # stage kinds that write <stage_dir>/dataset/
+import_stage_modules()  # every stage module registers its kind
 
 TABLE_COLUMNS = ("greedy_accuracy", "sampled_accuracy", "pass_at_k", "format_rate", "mean_response_length")
 
@@ -84,12 +81,20 @@ def evaluate_into(model_path: str, run: RunConfig, task: Task, out: Path, seed: 
 
 
 def check_inputs(stages: list[Stage]) -> None:
-    """Fail before anything runs when ``data: previous`` has no earlier stage writing a dataset."""
+    """Fail before anything runs when a stage's kind has no registered run function, or when
+    ``data: previous`` has no earlier stage writing a dataset."""
+    for stage in stages:
+        if stage.cfg.kind not in STAGE_KINDS:
+            raise ConfigError(
+                f"stages.{stage.name}.kind={stage.cfg.kind!r} has a schema but nothing registered to run it "
+                f"(r1lab.stages.registry.register_stage); registered kinds: {', '.join(STAGE_KINDS)}"
+            )
+    writers = dataset_kinds()
     for i, stage in enumerate(stages):
-        if getattr(stage.cfg, "data", None) == "previous" and not any(s.cfg.kind in DATASET_KINDS for s in stages[:i]):
+        if getattr(stage.cfg, "data", None) == "previous" and not any(s.cfg.kind in writers for s in stages[:i]):
             raise ConfigError(
                 f"stages.{stage.name}.data=previous but no earlier stage writes a dataset "
-                f"(kinds that do: {', '.join(DATASET_KINDS)}); add one or give a file path"
+                f"(kinds that do: {', '.join(writers)}); add one or give a file path"
             )
 
 
@@ -131,7 +136,7 @@ def run_pipeline(run: RunConfig, stages: list[Stage], run_dir: Path, resolved_ya
                 (stage_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(stage.cfg)))
             began = time.time()
             ctx = StageContext(run=run, stage=stage, stage_dir=stage_dir, start_model=start, task=task, group=run_dir.name)
-            STAGES[stage.cfg.kind](ctx)
+            STAGE_KINDS[stage.cfg.kind].run(ctx)
             trained = time.time() - began
             if (stage_dir / "checkpoint").exists():
                 evaluate_into(str(stage_dir / "checkpoint"), run, task, stage_dir / "eval.json", run.seed)

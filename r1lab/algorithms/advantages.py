@@ -2,10 +2,16 @@
 
 Every estimator has the same signature::
 
-    fn(rewards: Tensor[P, G], cfg: AdvantageConfig) -> Tensor[P, G]   # float32
+    fn(rewards: Tensor[P, G], cfg: AdvantageConfig, *,
+       lengths: Tensor[P, G] | None = None,     # int, completion lengths in tokens
+       truncated: Tensor[P, G] | None = None,   # bool, completions cut at max_new_tokens
+       ) -> Tensor[P, G]   # float32
 
 ``P`` prompts, ``G`` samples per prompt; row ``p`` holds the rewards of the ``G`` completions of
-prompt ``p``. The advantage of a completion is later broadcast over its tokens.
+prompt ``p``. The advantage of a completion is later broadcast over its tokens. ``lengths`` and
+``truncated`` are what per-sequence estimators need (a length penalty, overlong shaping); the
+GRPO stage always passes them, every estimator accepts them, and those here ignore them. An
+estimator that needs them fails when they are None.
 
 Shared conventions (tested):
 
@@ -48,7 +54,7 @@ class AdvantageConfig:
             raise ValueError(f"AdvantageConfig.eps must be >= 0, got {self.eps}")
 
 
-AdvantageFn = Callable[[Tensor, AdvantageConfig], Tensor]
+AdvantageFn = Callable[..., Tensor]  # fn(rewards, cfg, *, lengths=None, truncated=None) -> [P, G]
 ADVANTAGES: Registry[AdvantageFn] = Registry("advantage estimator")
 
 
@@ -85,7 +91,7 @@ def _check(rewards: Tensor) -> None:
 
 
 @ADVANTAGES.register("group_mean")
-def group_mean(rewards: Tensor, cfg: AdvantageConfig) -> Tensor:
+def group_mean(rewards: Tensor, cfg: AdvantageConfig, *, lengths: Tensor | None = None, truncated: Tensor | None = None) -> Tensor:
     """GRPO: ``(r - mean_group(r)) / (std + eps)``, std chosen by ``cfg.scale``.
 
     ``scale="group"`` is GRPO (DeepSeekMath, arXiv:2402.03300); ``"batch"`` divides by the std of
@@ -104,7 +110,7 @@ def group_mean(rewards: Tensor, cfg: AdvantageConfig) -> Tensor:
 
 
 @ADVANTAGES.register("rloo")
-def rloo(rewards: Tensor, cfg: AdvantageConfig) -> Tensor:
+def rloo(rewards: Tensor, cfg: AdvantageConfig, *, lengths: Tensor | None = None, truncated: Tensor | None = None) -> Tensor:
     """RLOO: ``r_i - mean_{j != i} r_j`` (leave-one-out baseline, arXiv:2402.14740).
 
     Equal to ``G / (G - 1) * (r_i - mean(r))``. Not divided by any std (``cfg.scale`` is
@@ -118,7 +124,7 @@ def rloo(rewards: Tensor, cfg: AdvantageConfig) -> Tensor:
 
 
 @ADVANTAGES.register("reinforce_pp")
-def reinforce_pp(rewards: Tensor, cfg: AdvantageConfig) -> Tensor:
+def reinforce_pp(rewards: Tensor, cfg: AdvantageConfig, *, lengths: Tensor | None = None, truncated: Tensor | None = None) -> Tensor:
     """REINFORCE++ with a group baseline (arXiv:2501.03262, "REINFORCE++-baseline").
 
     Subtract the group mean, then whiten over the whole batch: divide by the std (unbiased) of
@@ -133,9 +139,17 @@ def reinforce_pp(rewards: Tensor, cfg: AdvantageConfig) -> Tensor:
     return _divide(centered, _std(centered) + cfg.eps)
 
 
-def compute_advantages(rewards: Tensor, cfg: AdvantageConfig) -> Tensor:
-    """Look up ``cfg.name`` in ``ADVANTAGES`` and apply it: ``[P, G]`` -> ``[P, G]`` float32."""
-    return ADVANTAGES.get(cfg.name)(rewards, cfg)
+def compute_advantages(
+    rewards: Tensor, cfg: AdvantageConfig, *, lengths: Tensor | None = None, truncated: Tensor | None = None
+) -> Tensor:
+    """Look up ``cfg.name`` in ``ADVANTAGES`` and apply it: ``[P, G]`` -> ``[P, G]`` float32.
+
+    ``lengths`` (``[P, G]`` completion tokens) and ``truncated`` (``[P, G]`` bool) go to the
+    estimator as they are; shapes other than the rewards' fail here."""
+    for label, x in (("lengths", lengths), ("truncated", truncated)):
+        if x is not None and tuple(x.shape) != tuple(rewards.shape):
+            raise ValueError(f"{label} must be shaped like the rewards {tuple(rewards.shape)}, got {tuple(x.shape)}")
+    return ADVANTAGES.get(cfg.name)(rewards, cfg, lengths=lengths, truncated=truncated)
 
 
 def group_stats(rewards: Tensor, correct: Tensor | None = None) -> dict[str, Tensor]:

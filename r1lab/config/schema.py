@@ -4,7 +4,9 @@ YAML files in ``configs/`` and ``recipes/`` hold values; these dataclasses hold 
 Hydra merges YAML onto the root schema, so a typo'd key or a wrong type in ``model``, ``task``,
 ``engine``, ``tracking`` or ``eval`` fails at start-up. Stages are a mapping of stage name to
 stage config whose schema depends on its ``kind``; ``r1lab.config.validate`` checks each one
-against ``STAGE_SCHEMAS`` before anything runs.
+against ``STAGE_SCHEMAS`` before anything runs. A stage kind's schema is a ``StageConfig``
+subclass that sets ``kind`` (it lands in ``STAGE_SCHEMAS`` by being defined); its run function is
+registered in ``r1lab.stages.registry``.
 
 Batch sizes have one meaning each: ``prompts_per_step`` / ``batch_size`` are global (all ranks),
 ``micro_batch_per_device`` is per process; accumulation steps are derived, never configured.
@@ -21,7 +23,6 @@ from r1lab.algorithms.dpo_loss import DPOLossConfig
 from r1lab.algorithms.kl import KLConfig
 from r1lab.algorithms.policy_loss import PolicyLossConfig
 from r1lab.algorithms.rollout_correction import RolloutCorrectionConfig
-from r1lab.stages.filters import ReadabilityConfig
 
 
 @dataclass
@@ -65,6 +66,18 @@ class ModelConfig:
 
 
 @dataclass
+class ArithTaskConfig:
+    """Generated one-operation arithmetic (``What is 17 * 6?``): every ``a op b`` with
+    ``1 <= a <= operand_max``, ``1 <= b <= second_max``, ``op`` in ``+ - *``, split by ``seed``."""
+
+    num_train: int = 100_000  # capped by how many problems are left after the test split
+    num_test: int = 200
+    operand_max: int = 30
+    second_max: int = 12
+    seed: int = 0
+
+
+@dataclass
 class CountdownTaskConfig:
     num_train: int = 20000  # training problems
     num_test: int = 500  # held-out problems, disjoint from train
@@ -80,7 +93,7 @@ class CountdownTaskConfig:
 
 @dataclass
 class TaskConfig:
-    name: str = "countdown"  # countdown | math
+    name: str = "countdown"  # countdown | math | arith
     question_style: str = "full"  # countdown: full (TinyZero wording) | short (for char-level models)
     # A data field takes a jsonl/json/parquet file, a save_to_disk folder, a dataset folder (data
     # files, optionally a README.md dataset card with `configs:`, as on the Hub) or a Hugging Face
@@ -93,7 +106,9 @@ class TaskConfig:
     subset: Optional[str] = None  # dataset config name of train_file and test_file (openai/gsm8k: main | socratic); null = the only one
     columns: dict[str, str] = field(default_factory=dict)  # task column -> dataset column, renamed on load, e.g. {numbers: nums}; math reads question/answer (GSM8K '#### n', or bare answers) or problem/solution (MATH, \boxed{})
     answer_tag: bool = False  # math: read the answer from <answer> instead of \boxed{}
+    lenient_answer: bool = False  # math, arith: with no \boxed{}, the last number after the reasoning is the answer (lm-eval's flexible extract)
     countdown: CountdownTaskConfig = field(default_factory=CountdownTaskConfig)
+    arith: ArithTaskConfig = field(default_factory=ArithTaskConfig)
 
 
 @dataclass
@@ -168,9 +183,16 @@ class RolloutConfig:
     weight_sync_timeout_s: float = 600.0  # a weight push taking longer stops the run, naming the rank; 0 = no limit
 
 
+STAGE_SCHEMAS: dict[str, type] = {}  # stage kind -> its schema: every StageConfig subclass that sets `kind`, in definition order
+
+
 @dataclass
 class StageConfig:
-    """Fields every stage has."""
+    """Fields every stage has.
+
+    A subclass that sets ``kind`` (``kind: str = "sft"``) is the schema of that stage kind: defining
+    it adds it to ``STAGE_SCHEMAS``. One that does not (``SampledPromptsConfig``) only shares fields.
+    A kind's own checks go in ``check``."""
 
     kind: str = MISSING  # sft | grpo | rejection | dpo
     model: Optional[str] = None  # start from this model (path, hub id, or "base": the run's starting model) instead of the previous stage's
@@ -184,6 +206,20 @@ class StageConfig:
     micro_batch_per_device: int = 8  # sequences per forward/backward on one process
     save_every: int = 0  # optimizer steps between resumable checkpoints; 0 = only at the end
     keep_checkpoints: int = 2  # resumable checkpoints kept (the newest)
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        kind = cls.__dict__.get("kind", MISSING)  # set in this class's own body
+        kind = getattr(kind, "default", kind)  # `kind: str = field(default=...)`
+        if kind == MISSING:
+            return
+        if kind in STAGE_SCHEMAS:
+            raise ValueError(f"stage kind {kind!r} has two schemas: {STAGE_SCHEMAS[kind].__name__} and {cls.__name__}")
+        STAGE_SCHEMAS[kind] = cls
+
+    def check(self, name: str) -> None:
+        """The kind's own start-up checks of the typed config of stage ``name`` (``r1lab.config.validate``
+        runs the ones every stage shares); a ``ValueError`` names the field and the fix."""
 
 
 @dataclass
@@ -239,10 +275,81 @@ class GRPOStageConfig(StageConfig):
     # 1/fraction: the same term in expectation, at a fraction of the cost (1.0 = all of them).
     entropy_sample_fraction: float = 1.0
     logprob_chunk: int = 1024  # positions per chunk when computing log-probs (bounds logits memory)
-    reward_model_path: Optional[str] = None  # sequence-classification reward model (hub id or path) for the `reward_model`/`routed` rewards
-    reward_model_batch_size: int = 16  # sequences per reward-model forward pass
-    reward_model_normalize: str = "sigmoid"  # sigmoid (to (0, 1), the scale of rule rewards) | zscore (in the scored batch) | none
-    reward_routing: dict[str, float] = field(default_factory=dict)  # `routed` reward: rule rewards (name: weight) on verifiable prompts, the reward model on the others
+    # reward name -> its parameters, for the rewards that take some (each one's params dataclass in
+    # r1lab.rewards: RewardModelParams, RoutedParams), e.g. {reward_model: {path: my/rm, batch_size: 16}}
+    reward_params: dict[str, Any] = field(default_factory=dict)
+    # moved into reward_params (see MOVED_GRPO_FIELDS): kept only so an old config gets the new spelling
+    reward_model_path: Optional[str] = None
+    reward_model_batch_size: Optional[int] = None
+    reward_model_normalize: Optional[str] = None
+    reward_routing: Optional[dict[str, float]] = None
+
+    def check(self, name: str) -> None:
+        if self.samples_per_prompt < 2:
+            raise ValueError(
+                f"stages.{name}.samples_per_prompt={self.samples_per_prompt}: GRPO needs groups of at least 2"
+            )
+        if self.prompts_per_step < 1 or self.steps < 0 or self.updates_per_batch < 1:
+            raise ValueError(f"stages.{name}: prompts_per_step, updates_per_batch must be >= 1, steps >= 0")
+        if not 0.0 < self.entropy_sample_fraction <= 1.0:
+            raise ValueError(
+                f"stages.{name}.entropy_sample_fraction={self.entropy_sample_fraction}: must be in (0, 1]; 1.0 runs the entropy term on every sequence"
+            )
+        for old, new in MOVED_GRPO_FIELDS.items():
+            if getattr(self, old) is not None:
+                raise ValueError(
+                    f"stages.{name}.{old} moved: set stages.{name}.{new} instead (the `routed` reward has "
+                    f"its own: reward_params.routed.path, .batch_size, .normalize, .routing)"
+                )
+        if not self.rewards:
+            raise ValueError(f"stages.{name}.rewards is empty; e.g. rewards: {{countdown: 1.0}}")
+        from r1lab.algorithms.advantages import ADVANTAGES
+        from r1lab.algorithms.kl import KL_ESTIMATORS
+        from r1lab.algorithms.policy_loss import POLICY_LOSSES
+        from r1lab.algorithms.reduce import REDUCTIONS
+        from r1lab.rewards import REWARDS, make_params
+
+        for field_, value, registry in (
+            ("advantage.name", self.advantage.name, ADVANTAGES.names()),
+            ("loss.name", self.loss.name, POLICY_LOSSES.names()),
+            ("loss.reduction", self.loss.reduction, REDUCTIONS.names()),
+            ("kl.estimator", self.kl.estimator, KL_ESTIMATORS.names()),
+            *(("rewards", reward, sorted(REWARDS)) for reward in self.rewards),
+        ):
+            if value not in registry:
+                raise ValueError(f"stages.{name}.{field_}={value!r} is not registered; valid: {', '.join(registry)}")
+        for reward, params in self.reward_params.items():
+            try:
+                make_params(reward, params)
+            except (TypeError, ValueError) as err:
+                raise ValueError(f"stages.{name}.reward_params.{reward}: {err}") from None
+
+
+# GRPO fields that moved: old name -> where the value goes now (setting an old one fails, naming the new)
+MOVED_GRPO_FIELDS = {
+    "reward_model_path": "reward_params.reward_model.path",
+    "reward_model_batch_size": "reward_params.reward_model.batch_size",
+    "reward_model_normalize": "reward_params.reward_model.normalize",
+    "reward_routing": "reward_params.routed.routing",
+}
+
+
+@dataclass
+class ReadabilityConfig:
+    """Which readability filters (``r1lab.stages.filters.FILTERS``, each switched by the flag of its
+    name) a kept (rejection) or chosen (DPO) completion must pass."""
+
+    well_formed: bool = True  # R1's strict <think>X</think><answer>Y</answer> (format reward == 1)
+    language: bool = True  # language consistency of the reasoning >= min_language_consistency
+    min_language_consistency: float = 0.95  # share of reasoning words in the target language, in [0, 1]
+    language_reward: str = "language"  # registered reward measuring it: language (en) | language_zh
+    no_code_fences: bool = True  # reject reasoning that contains a ``` fence (False = fences allowed)
+    length: bool = True  # keep min_tokens <= response tokens <= max_tokens
+    min_tokens: int = 1  # shortest kept response, in generated tokens
+    max_tokens: int = 0  # longest kept response, in generated tokens; 0 = no limit
+    repetition: bool = True  # reject degenerate loops: repeated word n-grams above the threshold
+    repetition_ngram: int = 4  # n of the whitespace-separated word n-grams
+    max_repeated_fraction: float = 0.5  # share of the n-grams that repeat an earlier one, in [0, 1]
 
 
 @dataclass
@@ -288,14 +395,6 @@ class DPOStageConfig(SampledPromptsConfig):
     batch_size: int = 32  # global pairs per optimizer step (micro_batch_per_device counts pairs too)
     max_length: int = 512  # tokens per sequence (prompt + response); longer ones are truncated
     logprob_chunk: int = 1024  # positions per chunk when computing log-probs (bounds logits memory)
-
-
-STAGE_SCHEMAS: dict[str, type] = {
-    "sft": SFTStageConfig,
-    "grpo": GRPOStageConfig,
-    "rejection": RejectionStageConfig,
-    "dpo": DPOStageConfig,
-}
 
 
 @dataclass

@@ -47,36 +47,15 @@ def typed_stage(name: str, raw: Any) -> StageConfig:
 
 
 def check_stage(name: str, cfg: Any) -> None:
+    """The checks every stage shares, and its kind's own (``cfg.check``, declared with its schema)."""
     if getattr(cfg, "micro_batch_per_device", 1) < 1:
         raise ConfigError(f"stages.{name}.micro_batch_per_device must be >= 1")
-    if cfg.kind == "grpo":
-        if cfg.samples_per_prompt < 2:
-            raise ConfigError(
-                f"stages.{name}.samples_per_prompt={cfg.samples_per_prompt}: GRPO needs groups of at least 2"
-            )
-        if cfg.prompts_per_step < 1 or cfg.steps < 0 or cfg.updates_per_batch < 1:
-            raise ConfigError(f"stages.{name}: prompts_per_step, updates_per_batch must be >= 1, steps >= 0")
-        if not 0.0 < cfg.entropy_sample_fraction <= 1.0:
-            raise ConfigError(
-                f"stages.{name}.entropy_sample_fraction={cfg.entropy_sample_fraction}: must be in (0, 1]; 1.0 runs the entropy term on every sequence"
-            )
-        if not cfg.rewards:
-            raise ConfigError(f"stages.{name}.rewards is empty; e.g. rewards: {{countdown: 1.0}}")
-        from r1lab.algorithms.advantages import ADVANTAGES
-        from r1lab.algorithms.kl import KL_ESTIMATORS
-        from r1lab.algorithms.policy_loss import POLICY_LOSSES
-        from r1lab.algorithms.reduce import REDUCTIONS
-        from r1lab.rewards import REWARDS
-
-        for field, value, registry in (
-            ("advantage.name", cfg.advantage.name, ADVANTAGES.names()),
-            ("loss.name", cfg.loss.name, POLICY_LOSSES.names()),
-            ("loss.reduction", cfg.loss.reduction, REDUCTIONS.names()),
-            ("kl.estimator", cfg.kl.estimator, KL_ESTIMATORS.names()),
-            *(("rewards", reward, sorted(REWARDS)) for reward in cfg.rewards),
-        ):
-            if value not in registry:
-                raise ConfigError(f"stages.{name}.{field}={value!r} is not registered; valid: {', '.join(registry)}")
+    try:
+        cfg.check(name)
+    except ConfigError:
+        raise
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     if cfg.schedule not in ("cosine", "linear", "constant"):
         raise ConfigError(f"stages.{name}.schedule={cfg.schedule!r}; valid: cosine, linear, constant")
 
@@ -122,8 +101,10 @@ def validate(cfg: DictConfig) -> tuple[RunConfig, list[Stage]]:
 
     if run.model.template not in TEMPLATES:
         raise ConfigError(f"model.template={run.model.template!r}; valid: {', '.join(TEMPLATES)}")
-    if run.task.name not in ("countdown", "math"):
-        raise ConfigError(f"task.name={run.task.name!r}; valid: countdown, math")
+    from r1lab.data.task import TASKS
+
+    if run.task.name not in TASKS:
+        raise ConfigError(f"task.name={run.task.name!r}; valid: {', '.join(TASKS)}")
     if run.eval.samples < 1:
         raise ConfigError("eval.samples must be >= 1")
     check_rollout(run.rollout)

@@ -1,4 +1,5 @@
-"""The Countdown task: exact solver, problem generator, splits and question text.
+"""The Countdown task: exact solver, problem generator, splits, question text and the
+evaluation's analysis of answers.
 
 A Countdown problem gives a few integers and a target; the answer is an arithmetic expression
 over ``+ - * /`` and parentheses that uses every number exactly once and equals the target
@@ -23,16 +24,25 @@ Choices made here (and why):
   split repeats problems. ``unique=True`` forbids repeats (the test splits use it).
 * **Problem key** ``(sorted numbers, target)``: two rows with the same key are the same problem,
   whatever order the numbers are shown in. Held-out splits are disjoint from train by this key.
+
+The rules of an answer (syntax, each number once, exact value) have one statement, the reward's
+reference evaluator (``r1lab.rewards.countdown``): :func:`parse_expression` and :func:`is_solution`
+here, the reward and :class:`CountdownAnalysis` all use it.
 """
 from __future__ import annotations
 
 import random
-import re
 from fractions import Fraction
 from functools import lru_cache
 from typing import Iterable, Sequence, Union
 
+import numpy as np
 from datasets import Dataset, Features, List, Value
+
+from r1lab.data.task import TaskAnalysis
+from r1lab.rewards.countdown import evaluate_answer, score_expression_exact
+from r1lab.rewards.countdown import parse_expression  # noqa: F401  (the reference evaluator, exported here too)
+from r1lab.rewards.spans import answer_spans
 
 Number = Union[int, Fraction]  # ints whenever the value is integral, so dict keys and output stay simple
 ProblemKey = tuple[tuple[int, ...], int]
@@ -102,89 +112,17 @@ def join_expr(left: str, left_op: str, op: str, right: str, right_op: str) -> st
     return f"{left}{op}{right}"
 
 
-_TOKEN = re.compile(r"\s*(?:(\d+)|([-+*/()]))")
-
-
-def parse_expression(expr: str) -> tuple[Fraction, list[int]]:
-    """Evaluate a Countdown expression exactly; return ``(value, integer literals used)``.
-
-    Accepts non-negative integer literals, ``+ - * /``, parentheses and spaces; no unary minus,
-    no decimals. Raises ``ValueError`` on anything else or on division by zero.
-
-    >>> parse_expression("(1 + 2) / 3")
-    (Fraction(1, 1), [1, 2, 3])
-    """
-    tokens: list[str] = []
-    pos = 0
-    text = expr.rstrip()
-    while pos < len(text):
-        m = _TOKEN.match(text, pos)
-        if m is None:
-            raise ValueError(f"unexpected character {text[pos:].lstrip()[:1]!r} in expression {expr!r}")
-        tokens.append(m.group(1) or m.group(2))
-        pos = m.end()
-    literals: list[int] = []
-    i = 0
-
-    def peek() -> str | None:
-        return tokens[i] if i < len(tokens) else None
-
-    def atom() -> Fraction:
-        nonlocal i
-        tok = peek()
-        if tok is None:
-            raise ValueError(f"expression {expr!r} ends early")
-        i += 1
-        if tok.isdigit():
-            literals.append(int(tok))
-            return Fraction(int(tok))
-        if tok == "(":
-            v = additive()
-            if peek() != ")":
-                raise ValueError(f"unbalanced parentheses in expression {expr!r}")
-            i += 1
-            return v
-        raise ValueError(f"unexpected {tok!r} in expression {expr!r}")
-
-    def multiplicative() -> Fraction:
-        nonlocal i
-        v = atom()
-        while peek() in ("*", "/"):
-            op = tokens[i]
-            i += 1
-            rhs = atom()
-            if op == "/" and rhs == 0:
-                raise ValueError(f"division by zero in expression {expr!r}")
-            v = v * rhs if op == "*" else v / rhs
-        return v
-
-    def additive() -> Fraction:
-        nonlocal i
-        v = multiplicative()
-        while peek() in ("+", "-"):
-            op = tokens[i]
-            i += 1
-            rhs = multiplicative()
-            v = v + rhs if op == "+" else v - rhs
-        return v
-
-    value = additive()
-    if i != len(tokens):
-        raise ValueError(f"unexpected {tokens[i]!r} in expression {expr!r}")
-    return value, literals
-
-
 def is_solution(expr: str, numbers: Sequence[int], target: int) -> bool:
-    """True when ``expr`` uses each of ``numbers`` exactly once and equals ``target`` exactly.
+    """True when ``expr`` uses each of ``numbers`` exactly once and equals ``target`` exactly:
+    the Countdown reward's own rules (:func:`r1lab.rewards.countdown.score_expression_exact`,
+    so ``×``, ``÷``, ``−`` and a trailing ``= target`` count as they do there).
 
     >>> is_solution("(7-3)*5", [3, 5, 7], 20), is_solution("7*3", [3, 5, 7], 21)
     (True, False)
+    >>> is_solution("(7 − 3) × 5 = 20", [3, 5, 7], 20)
+    True
     """
-    try:
-        value, used = parse_expression(expr)
-    except ValueError:
-        return False
-    return sorted(used) == sorted(numbers) and value == target
+    return score_expression_exact(expr, numbers, target)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -444,3 +382,77 @@ def question_text(numbers: Sequence[int], target: int, style: str = "short") -> 
             "for example <answer> (1 + 2) / 3 </answer>."
         )
     raise ValueError(f"unknown question style {style!r}; valid styles: {', '.join(QUESTION_STYLES)}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Evaluation analysis
+# ----------------------------------------------------------------------------------------------
+
+
+def _expression_value(span: str, numbers: Sequence[int]) -> Fraction | None:
+    """The exact value of an answer's expression (the text before a first ``=``) when it keeps
+    every rule but the target's, else ``None``."""
+    return evaluate_answer(span.split("=", 1)[0], numbers)
+
+
+class CountdownAnalysis(TaskAnalysis):
+    """The Countdown part of the evaluation's analysis (``r1lab.data.task.TaskAnalysis``).
+
+    Answers are read as the reward reads them (``r1lab.rewards.spans``: the last complete
+    ``<answer>`` after the reasoning) and judged by the reward's reference evaluator
+    (``r1lab.rewards.countdown.evaluate_answer``), so an answer key equals the target exactly
+    when the reward scores the answer's expression 1.
+
+    * **answer key** (maj@k votes on it): the exact value of the answer expression (``"22"``,
+      ``"7/2"``), when it keeps every rule but the target's: the reward's syntax (``×``, ``÷``,
+      ``−`` included), each given number used exactly once, no division by zero. The expression
+      is the text before a first ``=``: what follows is the model's claim about its value (the
+      reward accepts only ``= target``), so ``3*5+7=22`` votes with ``3*5+7``. Different
+      expressions with the same value vote together (``3*5+7`` and ``7+5*3``); answers that break
+      the rules vote by their whitespace-free text, so repeating the same invalid answer can win
+      the vote (and scores 0). No answer abstains.
+    * **answer distance**: ``min(|value - target|, cap)`` of the answer expression; an answer that
+      breaks the rules (including one that does not use each given number exactly once) counts as
+      ``cap`` (so writing the target itself is not "close"). A continuous signal beside exact
+      match for weak models.
+    * **difficulty**: how many solution paths the search of a trace has
+      (``r1lab.data.traces.all_attempts``: pairwise combination orders over non-negative integers
+      that reach the target): ``hard`` with at most one (none: only a fraction or a negative
+      intermediate reaches it), ``medium`` with 2 or 3, ``easy`` with 4 or more. Problems with more
+      than 4 numbers are labelled by their count of numbers (``5 numbers``): too many orders to
+      enumerate cheaply. On the default 3-number test split this gives about 52% hard, 37% medium,
+      11% easy.
+    """
+
+    easy_paths = 4
+    medium_paths = 2
+
+    def answer_keys(self, responses, rows):
+        keys: list[str | None] = []
+        for span, numbers in zip(answer_spans(responses), rows["numbers"]):
+            if not span.strip():
+                keys.append(None)
+                continue
+            value = _expression_value(span, numbers)
+            keys.append(str(value) if value is not None else "invalid:" + "".join(span.split()))
+        return keys
+
+    def distances(self, responses, rows):
+        out = np.full(len(responses), self.distance_cap)
+        for i, (span, numbers, target) in enumerate(zip(answer_spans(responses), rows["numbers"], rows["target"])):
+            value = _expression_value(span, numbers) if span.strip() else None
+            if value is not None:
+                out[i] = min(abs(float(value) - float(target)), self.distance_cap)
+        return out
+
+    def difficulty(self, rows):
+        from r1lab.data.traces import all_attempts
+
+        labels = []
+        for numbers, target in zip(rows["numbers"], rows["target"]):
+            if len(numbers) > 4:
+                labels.append(f"{len(numbers)} numbers")
+                continue
+            paths = sum(a.value == target for a in all_attempts(tuple(sorted(int(n) for n in numbers)), True))
+            labels.append("easy" if paths >= self.easy_paths else "medium" if paths >= self.medium_paths else "hard")
+        return labels

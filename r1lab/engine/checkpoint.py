@@ -4,6 +4,13 @@ Everything is written to ``<name>.tmp`` and renamed when complete, so a crash ne
 directory that looks finished. A leftover ``.tmp`` is a partial checkpoint: skipped with a warning.
 A resumable checkpoint also lists its files and their sizes (``files`` in ``r1lab_state.json``,
 written last): one with a missing or truncated file (a half-copied directory) is skipped too.
+
+Replacing a directory takes two renames (a directory cannot be renamed over a non-empty one):
+``<name>`` to ``<name>.old``, then ``<name>.tmp`` to ``<name>``; ``.old`` is deleted only after.
+So at every moment one complete copy is on disk under ``<name>`` or, between the renames,
+``<name>.old`` (the previous version). ``latest_resumable`` takes ``<name>.old`` for ``<name>``
+when ``<name>`` is missing, and ``prune`` deletes a ``.old`` before its ``<name>``, so a
+half-deleted ``.old`` is never left alone.
 """
 from __future__ import annotations
 
@@ -18,16 +25,22 @@ def tmp_path(path: Path) -> Path:
     return path.with_name(path.name + ".tmp")
 
 
+def old_path(path: Path) -> Path:
+    return path.with_name(path.name + ".old")
+
+
 def commit_dir(tmp: Path, final: Path) -> None:
-    """Replace ``final`` by the complete directory ``tmp``."""
+    """Replace ``final`` by the complete directory ``tmp``.
+
+    A crash at any point leaves a complete copy: ``final`` (old or new), or between the two
+    renames ``<final>.old``, the previous ``final``, which `latest_resumable` finds.
+    """
+    old = old_path(final)
     if final.exists():
-        old = final.with_name(final.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)  # a leftover of an earlier commit: ``final`` is current
         final.rename(old)
-        tmp.rename(final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        tmp.rename(final)
+    tmp.rename(final)
+    shutil.rmtree(old, ignore_errors=True)  # also a ``.old`` that stood in for a missing ``final``
 
 
 def write_json_atomic(path: Path, obj) -> None:
@@ -58,22 +71,45 @@ def missing_files(directory: Path) -> list[str]:
             if not (directory / name).is_file() or (directory / name).stat().st_size != size]
 
 
+def _checkpoints(root: Path) -> list[Path]:
+    """The ``step-*`` directories under ``root``, oldest first: ``step-N``, or ``step-N.old`` where
+    ``step-N`` is missing (a crash between `commit_dir`'s renames). ``.tmp`` ones are not listed."""
+    found: dict[str, Path] = {}
+    for p in root.glob("step-*"):
+        if not p.is_dir() or p.name.endswith(".tmp"):
+            continue
+        if p.name.endswith(".old"):
+            name = p.name[: -len(".old")]
+            if not name.endswith((".tmp", ".old")) and not (root / name).exists():
+                found[name] = p
+        else:
+            found[p.name] = p
+    return [found[name] for name in sorted(found)]
+
+
 def latest_resumable(root: Path) -> Path | None:
-    """The newest complete ``step-*`` directory under ``root``; partial ones are skipped with a warning."""
+    """The newest complete ``step-*`` directory under ``root``; partial ones are skipped with a warning.
+
+    It may be ``step-N.old``: the previous copy of ``step-N``, when the run stopped while replacing it.
+    """
     if not root.exists():
         return None
     for partial in sorted(root.glob("step-*.tmp")):
         warnings.warn(f"skipping partial checkpoint {partial} (the run stopped while writing it)")
-    done = sorted(p for p in root.glob("step-*") if p.is_dir() and not p.name.endswith((".tmp", ".old")))
-    for path in reversed(done):
+    for path in reversed(_checkpoints(root)):
         bad = missing_files(path)
         if not bad:
+            if path.name.endswith(".old"):
+                warnings.warn(f"resuming from {path}: the run stopped while replacing {path.name[:-len('.old')]} "
+                              "with a newer copy of the same step")
             return path
         warnings.warn(f"skipping partial checkpoint {path}: missing or truncated {', '.join(bad[:5])}")
     return None
 
 
 def prune(root: Path, keep: int) -> None:
-    done = sorted(p for p in root.glob("step-*") if p.is_dir() and not p.name.endswith((".tmp", ".old")))
-    for old in done[: max(0, len(done) - keep)]:
-        shutil.rmtree(old, ignore_errors=True)
+    done = _checkpoints(root)
+    for path in done[: max(0, len(done) - keep)]:
+        final = path.with_name(path.name[: -len(".old")]) if path.name.endswith(".old") else path
+        shutil.rmtree(old_path(final), ignore_errors=True)  # first: a ``.old`` is never left without its dir
+        shutil.rmtree(final, ignore_errors=True)

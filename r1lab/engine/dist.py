@@ -11,6 +11,8 @@ import os
 import socket
 from datetime import timedelta
 
+from typing import Mapping
+
 import torch
 import torch.distributed as torch_dist
 
@@ -127,6 +129,15 @@ def all_reduce_sum(t: torch.Tensor, operation: str = "all_reduce") -> torch.Tens
             torch_dist.all_reduce(t, op=torch_dist.ReduceOp.SUM)
         t = t.to(home)
     return t
+
+
+def sum_by_name(values: Mapping[str, float], dtype: torch.dtype = torch.float32) -> dict[str, float]:
+    """Each named value summed over ranks, in one collective: ``{"loss": 1.5, "tokens": 40.0}``
+    on two ranks gives ``{"loss": 3.0, ...}``. Values travel as ``dtype``: metrics keep float32,
+    sums that must not lose digits (DPO's) pass float64."""
+    names = list(values)
+    total = all_reduce_sum(torch.tensor([float(values[n]) for n in names], dtype=dtype), f"all_reduce ({', '.join(names[:3])}...)")
+    return dict(zip(names, total.tolist()))
 
 
 def any_rank(flag: bool, operation: str = "all_reduce (any rank)") -> bool:

@@ -38,7 +38,7 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from r1lab.cli import USER_ERRORS, fail
+from r1lab.config.errors import USER_ERRORS, fail
 from r1lab.config.schema import EvalConfig, TaskConfig
 from r1lab.eval.config import EvalAppConfig
 
@@ -156,8 +156,8 @@ def run(cfg: DictConfig) -> None:
         cfg.template = template or "r1_zero"
         if cfg.data_file:
             cfg.task.test_file = cfg.data_file
-            if cfg.task.name == "math" and not cfg.task.train_file:
-                cfg.task.train_file = cfg.data_file  # math loads both splits; train is unused here
+            if not cfg.task.train_file:
+                cfg.task.train_file = cfg.data_file  # a task may need both splits (math); train is unused here
             cfg.eval.split = "test"
         app: EvalAppConfig = OmegaConf.to_object(cfg)
         check(app)

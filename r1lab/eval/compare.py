@@ -129,7 +129,7 @@ def write_compare(sweep_dir: Path, out_dir: Path | None = None) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from r1lab.cli import USER_ERRORS, fail
+    from r1lab.config.errors import USER_ERRORS, fail
     from r1lab.eval.config import CompareConfig
     from r1lab.eval.report import parse_cli
 

@@ -33,7 +33,7 @@ from r1lab.config.schema import EvalConfig
 from r1lab.data.task import Task
 from r1lab.engine import dist
 from r1lab.eval.answers import DISTANCE_CAP, task_analysis
-from r1lab.eval.behaviours import BEHAVIOURS, behaviour_counts, behaviour_summary
+from r1lab.rewards.behaviours import BEHAVIOURS, behaviour_counts, behaviour_summary
 from r1lab.eval.metrics import bootstrap_ci, ks_up_to, majority_correct, pass_at_k_per_problem
 from r1lab.models.templates import encode_prompt, full_response
 from r1lab.rewards import get_reward

@@ -116,7 +116,7 @@ def templates_plot(study: dict, path: Path, title: str = "Template sensitivity")
     """``studies.templates``: left, greedy / sampled accuracy and format rate per template
     (grouped bars); middle, the share of sampled completions showing each behaviour; right, the
     mean response length. Skipped templates are left out."""
-    from r1lab.eval.behaviours import BEHAVIOURS
+    from r1lab.rewards.behaviours import BEHAVIOURS
 
     used = [t for t, fig in study.items() if "skipped" not in fig]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.5), gridspec_kw={"width_ratios": [3, 3, 1.6]})

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from r1lab.eval.behaviours import BEHAVIOURS, behaviour_summary
+from r1lab.rewards.behaviours import BEHAVIOURS, behaviour_summary
 from r1lab.eval.tables import fmt, headline, markdown
 
 # Panels of a stage's training plot: panel title -> metric keys (the first present are drawn).
@@ -220,7 +220,7 @@ def write_report(run_dir: Path, out_dir: Path | None = None, max_completions: in
         brows = [[n, *[f"{b[x]['mean']:.3f} / {b[x]['rate']:.3f}" if x in b else "–" for x in BEHAVIOURS]] for n, b in behaviours]
         md += ["## Reasoning behaviours of sampled completions (base model first)", markdown(bhead, brows)]
         body += ["<h2>Reasoning behaviours</h2><p>Mean occurrences per sampled completion / share of completions "
-                 "with at least one (patterns: <code>r1lab/eval/behaviours.py</code>).</p>", html_table(bhead, brows)]
+                 "with at least one (patterns: <code>r1lab/rewards/behaviours.py</code>).</p>", html_table(bhead, brows)]
         grouped_bars([n for n, _ in behaviours], {x: [b.get(x, {}).get("mean") for _, b in behaviours] for x in BEHAVIOURS},
                      out / "behaviours.png", "Reasoning behaviours per stage", "occurrences per completion")
         body.append('<img src="behaviours.png" alt="behaviours per stage">')
@@ -266,7 +266,7 @@ def parse_cli(schema: type, argv: list[str], usage: str):
 
 
 def main(argv: list[str] | None = None) -> None:
-    from r1lab.cli import USER_ERRORS, fail
+    from r1lab.config.errors import USER_ERRORS, fail
     from r1lab.eval.config import ReportConfig
 
     try:

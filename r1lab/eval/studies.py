@@ -49,8 +49,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from r1lab.eval.behaviours import _REGEX as BEHAVIOUR_REGEX  # the classifiers' own compiled pattern
-from r1lab.eval.behaviours import BEHAVIOURS, behaviour_summary, reasoning_text
+from r1lab.rewards.behaviours import BEHAVIOUR_REGEX  # the classifiers' own compiled pattern
+from r1lab.rewards.behaviours import BEHAVIOURS, behaviour_summary, reasoning_text
 from r1lab.models.forward import token_logprobs
 from r1lab.models.templates import TEMPLATES, encode_prompt, opens_think
 
@@ -180,14 +180,14 @@ def template_study(
 
 def answer_opener(task) -> str:
     """The text that opens an answer: ``\\boxed{`` for math without answer tags, else ``<answer>``."""
-    return "\\boxed{" if task.correctness_reward == "math" else "<answer>"
+    return task.answer_opener
 
 
 def gold_answers(task, rows: dict[str, list]) -> list[str | None]:
-    """One gold answer text per problem (``None``: none): Countdown's ``solution``, math's ``answer``."""
+    """One gold answer text per problem (``None``: none), from the task's ``gold_column``
+    (Countdown's ``solution``, math's ``answer``)."""
     n = len(next(iter(rows.values()), []))
-    column = "solution" if task.name == "countdown" else "answer"
-    values = rows.get(column) or [None] * n
+    values = rows.get(task.gold_column) or [None] * n
     return [v.strip() if isinstance(v, str) and v.strip() else None for v in values]
 
 
@@ -329,7 +329,7 @@ def perplexity_bridge(
                   f"model's greedy reasoning cut before its first {answer_opener(task)!r}) + {answer_opener(task)!r}; "
                   "perplexity = exp(mean NLL per answer token)",
         "answer_opener": answer_opener(task),
-        "gold_column": "solution" if task.name == "countdown" else "answer",
+        "gold_column": task.gold_column,
         "num_problems": n,
         "skipped_no_gold": skipped,
         "mean_nll_without": mean(nll_a),

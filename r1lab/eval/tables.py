@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from r1lab.eval.behaviours import BEHAVIOURS
+from r1lab.rewards.behaviours import BEHAVIOURS
 
 
 def fmt(v: Any, digits: int = 3) -> str:

@@ -1,7 +1,36 @@
 """Rule-based rewards: batched verifiers over completions. Imports without DeepSpeed, W&B or a GPU."""
-from r1lab.rewards.registry import REWARDS, RewardOutput, combine_rewards, get_reward, register_reward
+import importlib
+import pkgutil
 
-# Importing the reward modules registers them.
-from r1lab.rewards import countdown, format, language, math, reward_model  # noqa: E402,F401  isort: skip
+from r1lab.rewards.registry import (
+    REWARD_PARAMS,
+    REWARDS,
+    RewardOutput,
+    RewardSet,
+    build_reward,
+    build_rewards,
+    combine_rewards,
+    get_reward,
+    make_params,
+    register_reward,
+)
 
-__all__ = ["REWARDS", "RewardOutput", "combine_rewards", "get_reward", "register_reward"]
+# Every public module here is imported with the package, so each reward module registers itself
+# (no list to keep); `_`-prefixed modules are helpers, imported by the modules that use them.
+for _module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
+    if not _module.startswith("_") and _module != "registry":
+        importlib.import_module(f"{__name__}.{_module}")
+del _module
+
+__all__ = [
+    "REWARDS",
+    "REWARD_PARAMS",
+    "RewardOutput",
+    "RewardSet",
+    "build_reward",
+    "build_rewards",
+    "combine_rewards",
+    "get_reward",
+    "make_params",
+    "register_reward",
+]

@@ -3,8 +3,9 @@ and equals the target? Vectorized over the whole batch.
 
 Rules (a completion scores 1.0 only if all hold, else 0.0):
 
-* The answer is the last complete ``<answer>...</answer>`` after the last ``</think>``
-  (see :mod:`r1lab.rewards._spans`). None, empty or unclosed -> 0.
+* The answer is the last complete ``<answer>...</answer>`` after the last ``</think>`` (a
+  ``<think>`` that never closes ends at the first ``<answer>``): the policy of every task,
+  :mod:`r1lab.rewards.spans`. None, empty or unclosed -> 0.
 * It is an expression of non-negative integer literals, binary ``+ - * /``, parentheses and
   ASCII whitespace. ``×``, ``÷``, ``−`` (U+2212) count as ``*``, ``/``, ``-``. An optional
   trailing ``= N`` is allowed only when ``N`` is the target. Anything else -> 0: letters,
@@ -14,7 +15,8 @@ Rules (a completion scores 1.0 only if all hold, else 0.0):
   ``25`` is not ``2`` and ``5``).
 * It evaluates **exactly** (rational arithmetic) to the target; division by zero -> 0.
 
-How. Per completion, Python does only three ``rfind`` calls and one slice (``answer_spans``).
+How. Per completion, Python does only three ``rfind`` calls and one slice (``answer_spans``; an
+``in`` and a ``find`` more when there is no ``</think>``).
 The short spans are joined into one byte array and everything else runs on numpy arrays:
 
 1. *Lex* (per byte): a 256-entry class table; a token starts at every non-space byte that does
@@ -32,9 +34,10 @@ The short spans are joined into one byte array and everything else runs on numpy
 4. *Evaluate* on int64 numerator/denominator arrays (non-integers gcd-reduced after each step).
    Before each step a float64 estimate of every product checks it stays below 2**62, so int64
    never wraps; rows past that bound (and rows with literals or numbers beyond int64, or more
-   than ``_MAX_FAST_NUMBERS`` numbers) go to an exact slow path (``fractions.Fraction``,
-   literals capped at ``MAX_SLOW_DIGITS`` digits). A wrong 1 is impossible and nothing is ever
-   executed.
+   than ``_MAX_FAST_NUMBERS`` numbers) go to the exact slow path: the reference evaluator
+   (``evaluate_answer``, ``fractions.Fraction``, literals capped at ``MAX_SLOW_DIGITS`` digits),
+   the one statement of these rules that the data generator and the evaluation use too. A wrong
+   1 is impossible and nothing is ever executed.
 
 Cost is linear in the total length of the answer spans, so every call has bounded wall time.
 """
@@ -48,7 +51,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from r1lab.rewards._spans import answer_spans
+from r1lab.rewards.spans import answer_spans
 from r1lab.rewards.registry import register_reward
 
 # Token types. Byte classes use the same codes (WS and BAD are never kept as tokens that pass).
@@ -376,27 +379,76 @@ def _evaluate(values: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 
 # ---------------------------------------------------------------------------------------------
-# Exact slow path: plain Python, linear time, iterative (no recursion), nothing executed.
+# The reference evaluator: plain Python, exact (``fractions.Fraction``), linear time, iterative
+# (no recursion), nothing executed. It is the one statement of the rules above: the reward's exact
+# path, the data generator's check (``r1lab.data.countdown.is_solution``) and the evaluation's
+# answer keys and distances (``r1lab.data.countdown.CountdownAnalysis``) all use it, and the
+# vectorized path is cross-checked against it (tests/rewards/test_countdown.py).
 
 _SIGNS = str.maketrans({"×": "*", "÷": "/", "−": "-"})
 _SLOW_TOKEN = re.compile(r"[0-9]+|[^ \t\n\r\f\v]")
 _PREC = {"+": 1, "-": 1, "*": 2, "/": 2}
 
 
-def score_expression_exact(span: str, numbers: Sequence[int], target: int) -> bool:
-    """Exact, unvectorized scorer of one answer span (same rules as :func:`countdown_reward`).
+def parse_expression(span: str) -> tuple[Fraction, list[int]]:
+    """The exact value of a Countdown answer and its literals in order, whatever the numbers.
 
-    Used for the rare rows outside the int64 fast path. Literals longer than
-    ``MAX_SLOW_DIGITS`` digits score 0, so the cost is bounded by the span length and
-    ``len(numbers) * MAX_SLOW_DIGITS``.
+    Same syntax as :func:`countdown_reward` (``×``, ``÷``, ``−`` included; a trailing ``= N`` must
+    state the value). Raises ``ValueError`` on a syntax error, a literal longer than
+    ``MAX_SLOW_DIGITS`` digits, a division by zero or a false ``= N``.
+
+    >>> parse_expression("(6 - 2) × 25 = 100")
+    (Fraction(100, 1), [6, 2, 25])
     """
+    rpn, literals, rhs = _compile(span)
+    value = _run(rpn)
+    if rhs is not None and rhs != value:
+        raise ValueError(f"the answer {span[:200]!r} claims a value it does not have (= {rhs})")
+    return value, literals
+
+
+def evaluate_answer(span: str, numbers: Sequence[int]) -> Fraction | None:
+    """The exact value of an answer that keeps every rule but the target's, else ``None``.
+
+    The rules: the reward's syntax, each of ``numbers`` used exactly once, no division by zero,
+    and a trailing ``= N`` only when ``N`` is the value. So an answer scores 1 exactly when this
+    equals the target. Cost is bounded by the span length and ``len(numbers) * MAX_SLOW_DIGITS``:
+    more literals than numbers stop the parse, and nothing is evaluated unless they match.
+    """
+    try:
+        rpn, literals, rhs = _compile(span, max_literals=len(numbers))
+    except ValueError:
+        return None
+    if sorted(literals) != sorted(int(x) for x in numbers):
+        return None
+    try:
+        value = _run(rpn)
+    except ValueError:
+        return None
+    return value if rhs is None or rhs == value else None
+
+
+def score_expression_exact(span: str, numbers: Sequence[int], target: int) -> bool:
+    """Exact, unvectorized scorer of one answer span (the rules of :func:`countdown_reward`).
+
+    Used for the rare rows outside the int64 fast path; ``evaluate_answer(...) == target``.
+    """
+    value = evaluate_answer(span, numbers)
+    return value is not None and value == target
+
+
+def _compile(span: str, max_literals: int | None = None) -> tuple[list, list[int], int | None]:
+    """Check the syntax of ``span``; return its postfix form (ints and operators), its literals
+    and the ``N`` of a trailing ``= N`` (``None`` without one). ``ValueError`` if it breaks a rule,
+    or holds more than ``max_literals`` literals."""
     tokens = _SLOW_TOKEN.findall(span.translate(_SIGNS))
+    rhs = None
     if "=" in tokens:
         if tokens.count("=") != 1 or len(tokens) < 2 or tokens[-2] != "=":
-            return False
+            raise ValueError(f"'=' is allowed only as a trailing '= N' in {span[:200]!r}")
         rhs = _literal(tokens[-1])
-        if rhs is None or rhs != target:
-            return False
+        if rhs is None:
+            raise ValueError(f"'= {tokens[-1][:20]}' is not '= N' with a plain literal N in {span[:200]!r}")
         tokens = tokens[:-2]
     rpn: list = []  # shunting-yard output: ints and operator strings
     stack: list[str] = []
@@ -406,37 +458,42 @@ def score_expression_exact(span: str, numbers: Sequence[int], target: int) -> bo
     for tok in tokens:
         if tok[0].isdigit() and tok.isascii():
             value = _literal(tok)
-            if not expect_operand or value is None or len(literals) == len(numbers):
-                return False
+            if not expect_operand or value is None:
+                raise ValueError(f"unexpected literal {tok[:20]!r} in {span[:200]!r}")
+            if max_literals is not None and len(literals) == max_literals:
+                raise ValueError(f"more than {max_literals} literals in {span[:200]!r}")
             literals.append(value)
             rpn.append(value)
             expect_operand = False
         elif tok == "(":
             if not expect_operand:
-                return False
+                raise ValueError(f"unexpected '(' in {span[:200]!r}")
             stack.append(tok)
             depth += 1
         elif tok == ")":
             if expect_operand or depth == 0:
-                return False
+                raise ValueError(f"unexpected ')' in {span[:200]!r}")
             depth -= 1
             while stack[-1] != "(":
                 rpn.append(stack.pop())
             stack.pop()
         elif tok in _PREC:
             if expect_operand:
-                return False
+                raise ValueError(f"unexpected {tok!r} in {span[:200]!r}")
             while stack and stack[-1] != "(" and _PREC[stack[-1]] >= _PREC[tok]:
                 rpn.append(stack.pop())
             stack.append(tok)
             expect_operand = True
         else:
-            return False
+            raise ValueError(f"unexpected character {tok!r} in {span[:200]!r}")
     if expect_operand or depth:
-        return False
+        raise ValueError(f"the expression {span[:200]!r} ends early or leaves a '(' open")
     rpn.extend(reversed(stack))
-    if sorted(literals) != sorted(int(x) for x in numbers):
-        return False
+    return rpn, literals, rhs
+
+
+def _run(rpn: list) -> Fraction:
+    """Value of a postfix expression from :func:`_compile`; ``ValueError`` on division by zero."""
     values: list[Fraction] = []
     for item in rpn:
         if isinstance(item, int):
@@ -450,10 +507,10 @@ def score_expression_exact(span: str, numbers: Sequence[int], target: int) -> bo
         elif item == "*":
             values.append(a * b)
         elif b == 0:
-            return False
+            raise ValueError("division by zero")
         else:
             values.append(a / b)
-    return values[0] == target
+    return values[0]
 
 
 def _literal(tok: str) -> int | None:

@@ -16,11 +16,11 @@ Scores are normalised (``normalize``): ``sigmoid`` (default) maps them to (0, 1)
 the batch; ``zscore`` standardises within each scored batch (mean 0, std 1; GRPO's group
 normalisation then only sees relative scores); ``none`` keeps raw logits.
 
-Settings live in this module, set by ``configure_reward_model`` (the GRPO stage calls it from
-``reward_model_*`` and ``reward_routing``), because rewards only receive completions and columns.
-Which columns arrive is up to the task (``Task.reward_columns``): the shipped tasks pass neither
-``prompt`` nor ``verifiable`` yet, so with them the reward model scores completions alone and
-``routed`` applies the rules everywhere.
+Both take parameters, set under their own name (GRPO: ``reward_params: {reward_model: {path:
+my/rm, batch_size: 16}}``; ``routed`` has the same fields plus ``routing``), and are built by their
+factories (``r1lab.rewards.build_rewards``). Which columns arrive is up to the task
+(``Task.reward_columns``): the shipped tasks pass neither ``prompt`` nor ``verifiable`` yet, so
+with them the reward model scores completions alone and ``routed`` applies the rules everywhere.
 """
 from __future__ import annotations
 
@@ -29,59 +29,65 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
-from r1lab.rewards.registry import combine_rewards, register_reward
+from r1lab.rewards.registry import RewardFn, combine_rewards, register_reward
 
 NORMALIZERS = ("sigmoid", "zscore", "none")
 
 
 @dataclass
-class RewardModelSettings:
+class RewardModelParams:
+    """The ``reward_model`` reward's parameters."""
+
     path: str | None = None  # hub id or local folder of a sequence-classification model
     batch_size: int = 16  # sequences per forward pass
     normalize: str = "sigmoid"  # sigmoid | zscore | none
-    routing: dict[str, float] = field(default_factory=dict)  # rule rewards of `routed` on verifiable rows
+
+    def __post_init__(self) -> None:
+        if self.path is not None and not isinstance(self.path, str):
+            raise ValueError(f"path must be a hub id or folder, got {self.path!r}")
+        if self.normalize not in NORMALIZERS:
+            raise ValueError(f"normalize={self.normalize!r}; valid: {', '.join(NORMALIZERS)}")
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {self.batch_size!r}")
 
 
-_settings = RewardModelSettings()
-_loaded: dict[str, Any] = {}  # path -> (model, tokenizer), at most one entry
+@dataclass
+class RoutedParams(RewardModelParams):
+    """The ``routed`` reward's parameters: its reward model's, and the rule rewards of verifiable rows."""
+
+    routing: dict[str, float] = field(default_factory=dict)  # rule reward name -> weight, on verifiable rows
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not isinstance(self.routing, Mapping):
+            raise ValueError(f"routing must map rule reward names to weights, got {self.routing!r}")
+        if "routed" in self.routing:
+            raise ValueError("routing cannot contain `routed` itself")
 
 
-def configure_reward_model(
-    path: str | None, batch_size: int = 16, normalize: str = "sigmoid", routing: Mapping[str, float] | None = None
-) -> None:
-    """Set the reward model and routing; the model loads lazily on first use (a new path unloads the old)."""
-    global _settings
-    if normalize not in NORMALIZERS:
-        raise ValueError(f"reward_model_normalize={normalize!r}; valid: {', '.join(NORMALIZERS)}")
-    if batch_size < 1:
-        raise ValueError(f"reward_model_batch_size must be >= 1, got {batch_size}")
-    if routing and "routed" in routing:
-        raise ValueError("reward_routing cannot contain `routed` itself")
-    if path != _settings.path:
-        _loaded.clear()
-    _settings = RewardModelSettings(path, batch_size, normalize, dict(routing or {}))
+_loaded: dict[str, Any] = {}  # path -> (model, tokenizer), at most one entry: a process-wide cache
 
 
-def _load():
-    if _settings.path is None:
+def _load(params: RewardModelParams, name: str = "reward_model"):
+    if params.path is None:
         raise ValueError(
-            "the `reward_model` reward needs a model: set reward_model_path in the GRPO stage "
+            f"the `{name}` reward needs a model: set reward_params.{name}.path in the GRPO stage "
             "(a sequence-classification model, hub id or folder)"
         )
-    if _settings.path not in _loaded:
+    if params.path not in _loaded:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(_settings.path)
+        tokenizer = AutoTokenizer.from_pretrained(params.path)
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         tokenizer.padding_side = "right"
         device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
-        model = AutoModelForSequenceClassification.from_pretrained(_settings.path).to(device).eval().requires_grad_(False)
+        model = AutoModelForSequenceClassification.from_pretrained(params.path).to(device).eval().requires_grad_(False)
         if model.config.pad_token_id is None:  # the model finds each row's last token by it
             model.config.pad_token_id = tokenizer.pad_token_id
-        _loaded.clear()
-        _loaded[_settings.path] = (model, tokenizer)
-    return _loaded[_settings.path]
+        _loaded.clear()  # a new path unloads the old model
+        _loaded[params.path] = (model, tokenizer)
+    return _loaded[params.path]
 
 
 def normalize_scores(scores: torch.Tensor, how: str) -> torch.Tensor:
@@ -104,41 +110,54 @@ def normalize_scores(scores: torch.Tensor, how: str) -> torch.Tensor:
 
 
 @torch.no_grad()
-def raw_scores(texts: Sequence[str]) -> torch.Tensor:
-    """``[N]`` float32 reward-model logits (the last label's when it has several)."""
-    model, tokenizer = _load()
+def raw_scores(texts: Sequence[str], params: RewardModelParams, name: str = "reward_model") -> torch.Tensor:
+    """``[N]`` float32 reward-model logits (the last label's when it has several); the model loads
+    on first use and stays cached for the process."""
+    model, tokenizer = _load(params, name)
     device = next(model.parameters()).device
     out = []
-    for start in range(0, len(texts), _settings.batch_size):
-        batch = tokenizer(list(texts[start : start + _settings.batch_size]), return_tensors="pt", padding=True)
+    for start in range(0, len(texts), params.batch_size):
+        batch = tokenizer(list(texts[start : start + params.batch_size]), return_tensors="pt", padding=True)
         logits = model(**{k: v.to(device) for k, v in batch.items()}).logits  # [b, num_labels]
         out.append(logits[:, -1].float().cpu())
     return torch.cat(out) if out else torch.zeros(0)
 
 
-@register_reward("reward_model")
-def reward_model(completions: Sequence[str], prompt: Sequence[str] | None = None, question: Sequence[str] | None = None, **_) -> torch.Tensor:
-    """``[N]`` float32 normalised reward-model scores of (prompt +) completion."""
-    prompts = prompt if prompt is not None else question
-    texts = [p + c for p, c in zip(prompts, completions)] if prompts is not None else list(completions)
-    return normalize_scores(raw_scores(texts), _settings.normalize)
+@register_reward("reward_model", params=RewardModelParams)
+def make_reward_model(params: RewardModelParams, name: str = "reward_model") -> RewardFn:
+    """The ``reward_model`` reward with ``params``; ``name``: whose parameters, for the errors."""
+
+    def reward_model(completions: Sequence[str], prompt: Sequence[str] | None = None, question: Sequence[str] | None = None, **_) -> torch.Tensor:
+        """``[N]`` float32 normalised reward-model scores of (prompt +) completion."""
+        prompts = prompt if prompt is not None else question
+        texts = [p + c for p, c in zip(prompts, completions)] if prompts is not None else list(completions)
+        return normalize_scores(raw_scores(texts, params, name), params.normalize)
+
+    return reward_model
 
 
-@register_reward("routed")
-def routed(completions: Sequence[str], verifiable: Sequence[bool] | None = None, **columns) -> torch.Tensor:
-    """``[N]`` float32: rule rewards (``routing`` weights) on verifiable rows, the reward model on the others."""
-    n = len(completions)
-    flags = [True] * n if verifiable is None else [True if v is None else bool(v) for v in verifiable]
-    out = torch.zeros(n, dtype=torch.float32)
-    for want, score in ((True, _rules), (False, reward_model)):
-        idx = [i for i in range(n) if flags[i] == want]
-        if idx:
-            sub = {k: [v[i] for i in idx] for k, v in columns.items()}
-            out[idx] = score([completions[i] for i in idx], **sub)
-    return out
+@register_reward("routed", params=RoutedParams)
+def make_routed(params: RoutedParams) -> RewardFn:
+    """The ``routed`` reward with ``params``: its model's fields, and ``routing``."""
+    model_score = make_reward_model(params, name="routed")
 
+    def rules(completions: list[str], **columns) -> torch.Tensor:
+        if not params.routing:
+            raise ValueError(
+                "the `routed` reward needs reward_params.routed.routing (rule rewards and weights, e.g. {countdown: 1.0})"
+            )
+        return combine_rewards(params.routing, completions, columns).total
 
-def _rules(completions: list[str], **columns) -> torch.Tensor:
-    if not _settings.routing:
-        raise ValueError("the `routed` reward needs reward_routing (rule rewards and weights, e.g. {countdown: 1.0})")
-    return combine_rewards(_settings.routing, completions, columns).total
+    def routed(completions: Sequence[str], verifiable: Sequence[bool] | None = None, **columns) -> torch.Tensor:
+        """``[N]`` float32: rule rewards (``routing`` weights) on verifiable rows, the reward model on the others."""
+        n = len(completions)
+        flags = [True] * n if verifiable is None else [True if v is None else bool(v) for v in verifiable]
+        out = torch.zeros(n, dtype=torch.float32)
+        for want, score in ((True, rules), (False, model_score)):
+            idx = [i for i in range(n) if flags[i] == want]
+            if idx:
+                sub = {k: [v[i] for i in idx] for k, v in columns.items()}
+                out[idx] = score([completions[i] for i in idx], **sub)
+        return out
+
+    return routed

@@ -156,9 +156,12 @@ def check_batch_sizes(name: str, cfg, world: int) -> None:
     """Fail at start, with the numbers, on batch sizes the data-parallel ranks cannot split.
 
     Every rank must get the same number of sequences (and so of micro-batches: ZeRO-3 gathers
-    weights collectively at each forward, so all ranks must run the same passes). SFT: a rank's
-    share must also split into equal micro-batches of ``micro_batch_per_device`` (or fit in one).
+    weights collectively at each forward, so all ranks must run the same passes). A kind
+    registered with ``equal_micro_batches`` (SFT): a rank's share must also split into equal
+    micro-batches of ``micro_batch_per_device`` (or fit in one).
     """
+    from r1lab.stages.registry import STAGE_KINDS  # lazy: the registry imports the stage modules, which import this one
+
     field = next((f for f in ("prompts_per_step", "batch_size") if hasattr(cfg, f)), None)
     if field is None:  # a stage without a global training batch (e.g. rejection sampling)
         return
@@ -169,10 +172,11 @@ def check_batch_sizes(name: str, cfg, world: int) -> None:
             f"(use a multiple of {world})"
         )
     micro = cfg.micro_batch_per_device
-    if cfg.kind == "sft" and total // world > micro and (total // world) % micro:
+    kind = STAGE_KINDS.get(cfg.kind)
+    if kind is not None and kind.equal_micro_batches and total // world > micro and (total // world) % micro:
         raise ConfigError(
-            f"stages.{name}.batch_size={total} over {world} ranks gives {total // world} sequences per rank, "
-            f"which does not split into micro-batches of micro_batch_per_device={micro}; make batch_size a "
+            f"stages.{name}.{field}={total} over {world} ranks gives {total // world} sequences per rank, "
+            f"which does not split into micro-batches of micro_batch_per_device={micro}; make {field} a "
             f"multiple of world_size x micro_batch_per_device = {world * micro}, or change micro_batch_per_device"
         )
 

@@ -31,6 +31,7 @@ import time
 import torch
 from datasets import Dataset, load_from_disk
 
+from r1lab.config.schema import DPOStageConfig
 from r1lab.algorithms.dpo_loss import compute_dpo_loss
 from r1lab.engine import dist
 from r1lab.engine.checkpoint import commit_dir, tmp_path, write_json_atomic
@@ -40,6 +41,7 @@ from r1lab.stages.context import StageContext, ceil_div, micro_batches, per_rank
 from r1lab.stages.filters import build_pairs
 from r1lab.stages.rejection import prompt_rows, sample_all_ranks
 from r1lab.stages.sft import collate
+from r1lab.stages.registry import register_stage
 
 PairIds = tuple[list[int], list[int], list[int]]  # (prompt, chosen response, rejected response) token ids
 
@@ -172,7 +174,7 @@ def run_dpo(ctx: StageContext) -> None:
         t0 = time.time()
         idx = step_indices(engine.step, cfg.batch_size, len(examples), cfg.seed)
         mine = idx[dist.rank() * rank_batch : (dist.rank() + 1) * rank_batch].tolist()
-        sums = torch.zeros(8, dtype=torch.float64)  # loss, chosen/rejected reward, margin, accuracy, chosen/rejected logp, tokens
+        sums = dict.fromkeys(("loss", "chosen", "rejected", "margin", "accuracy", "logp_chosen", "logp_rejected", "tokens"), 0.0)
         chunks = micro_batches(mine, cfg.micro_batch_per_device)
         for j, mb in enumerate(chunks):
             b = {k: v.to(engine.device) for k, v in collate_pairs([examples[i] for i in mb], pad, cfg.max_length).items()}
@@ -184,31 +186,32 @@ def run_dpo(ctx: StageContext) -> None:
             )  # [b]
             loss = per_pair.sum() * (dist.world_size() / cfg.batch_size)
             engine.backward(loss, last_micro_batch=j == len(chunks) - 1)
-            sums += torch.tensor(
-                [float(per_pair.detach().sum()), float(stats["chosen_rewards"].sum()), float(stats["rejected_rewards"].sum()),
-                 float(stats["margins"].sum()), float(stats["accuracy"].sum()), float(logp[:n].detach().sum()),
-                 float(logp[n:].detach().sum()), float(lengths.sum())],
-                dtype=torch.float64,
-            )
-        total = dist.all_reduce_sum(sums).tolist()
+            for name, value in zip(sums, (per_pair.detach().sum(), stats["chosen_rewards"].sum(), stats["rejected_rewards"].sum(),
+                                          stats["margins"].sum(), stats["accuracy"].sum(), logp[:n].detach().sum(),
+                                          logp[n:].detach().sum(), lengths.sum())):
+                sums[name] += float(value)
+        total = dist.sum_by_name(sums, dtype=torch.float64)
         elapsed = time.time() - t0
-        mean = [x / cfg.batch_size for x in total]
+        mean = {name: x / cfg.batch_size for name, x in total.items()}
         tracker.log(
             engine.step,
             {
-                "loss": mean[0],
-                "rewards/chosen": mean[1],
-                "rewards/rejected": mean[2],
-                "rewards/margin": mean[3],
-                "rewards/accuracy": mean[4],
-                "logps/chosen": mean[5],
-                "logps/rejected": mean[6],
+                "loss": mean["loss"],
+                "rewards/chosen": mean["chosen"],
+                "rewards/rejected": mean["rejected"],
+                "rewards/margin": mean["margin"],
+                "rewards/accuracy": mean["accuracy"],
+                "logps/chosen": mean["logp_chosen"],
+                "logps/rejected": mean["logp_rejected"],
                 "lr": engine.lr(),
                 "grad_norm": engine.grad_norm(),
                 "nonfinite_steps": engine.nonfinite_steps,
-                "tokens_per_s": total[7] / max(elapsed, 1e-9),
+                "tokens_per_s": total["tokens"] / max(elapsed, 1e-9),
                 "step_seconds": elapsed,
             },
         )
         ctx.after_step(engine, tracker, tokenizer, engine.step, total_steps)
     ctx.finish(engine, tracker, tokenizer)
+
+
+register_stage(DPOStageConfig, run_dpo)

@@ -26,29 +26,12 @@ signature, ``fn(sample, cfg) -> bool`` (True = keep); config switches each one o
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
+from r1lab.config.schema import ReadabilityConfig  # the filters' switches, declared with the stage schemas
 from r1lab.rewards.language import reasoning_text
 
 Sample = dict[str, Any]
-
-
-@dataclass
-class ReadabilityConfig:
-    """Which readability filters a kept (rejection) or chosen (DPO) completion must pass."""
-
-    well_formed: bool = True  # R1's strict <think>X</think><answer>Y</answer> (format reward == 1)
-    language: bool = True  # language consistency of the reasoning >= min_language_consistency
-    min_language_consistency: float = 0.95  # share of reasoning words in the target language, in [0, 1]
-    language_reward: str = "language"  # registered reward measuring it: language (en) | language_zh
-    no_code_fences: bool = True  # reject reasoning that contains a ``` fence (False = fences allowed)
-    length: bool = True  # keep min_tokens <= response tokens <= max_tokens
-    min_tokens: int = 1  # shortest kept response, in generated tokens
-    max_tokens: int = 0  # longest kept response, in generated tokens; 0 = no limit
-    repetition: bool = True  # reject degenerate loops: repeated word n-grams above the threshold
-    repetition_ngram: int = 4  # n of the whitespace-separated word n-grams
-    max_repeated_fraction: float = 0.5  # share of the n-grams that repeat an earlier one, in [0, 1]
 
 
 def repeated_ngram_fraction(text: str, n: int) -> float:

@@ -10,9 +10,8 @@ cannot check) -- correctness here is the rule verifier only -- and R1's scale.
 Prompts (``source``):
 
 * ``train_tail``: the last ``num_prompts`` rows of the task's train split, skipping every row
-  whose ``id`` an earlier GRPO stage of this run drew (replayed exactly from that stage's
-  ``seed``, ``steps`` and ``prompts_per_step``), so the SFT data comes from prompts RL never
-  trained on. Countdown's train split repeats problems; skipping by ``id`` skips the repeats too.
+  whose ``id`` an earlier GRPO stage of this run drew (read from the ``prompts.json`` that
+  stage wrote), so the SFT data comes from prompts RL never trained on. Countdown's train split repeats problems; skipping by ``id`` skips the repeats too.
 * a path: a problems file in the task's own layout (Countdown numbers/target; GSM8K or MATH).
 
 Output, in ``<stage_dir>/``:
@@ -30,6 +29,7 @@ to the next stage unchanged. Prompts are sharded over data-parallel ranks; rank 
 """
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from typing import Any
@@ -38,13 +38,16 @@ import numpy as np
 import torch
 from datasets import Dataset, Features, List, Value
 
+from r1lab.config.schema import RejectionStageConfig
 from r1lab.config.validate import typed_stage
 from r1lab.data.task import Task
 from r1lab.engine import dist
 from r1lab.engine.checkpoint import commit_dir, tmp_path, write_json_atomic
 from r1lab.rollout.engine import RolloutEngine, SamplingParams
 from r1lab.rollout.groups import sample_groups
-from r1lab.stages.context import StageContext, step_indices
+from r1lab.engine.seeds import derive_seed
+from r1lab.stages.context import StageContext
+from r1lab.stages.grpo import PROMPTS_FILE
 from r1lab.stages.filters import (
     Sample,
     acceptance_report,
@@ -58,6 +61,7 @@ from r1lab.stages.filters import (
     num_to_mix,
     select,
 )
+from r1lab.stages.registry import register_stage
 
 DATASET_DIR = "dataset"  # <stage_dir>/dataset/: what `data: previous` of a later stage reads
 
@@ -81,16 +85,21 @@ def tail_indices(ids: list[str], count: int, excluded: set[str]) -> list[int]:
 
 
 def grpo_drawn_ids(ctx: StageContext, train: Dataset) -> set[str]:
-    """Ids of the train rows drawn by the GRPO stages that run before this one."""
-    ids = train["id"]
+    """Ids of the train rows the stages before this one trained on: each records them in
+    ``<stage_dir>/prompts.json`` (GRPO: every prompt it drew, dynamic sampling's extra rounds
+    included)."""
     earlier = [(n, r) for n, r in ctx.run.stages.items() if r is not None][: ctx.stage.index - 1]
     drawn: set[str] = set()
-    for name, raw in earlier:
-        cfg = typed_stage(name, raw)
-        if cfg.kind != "grpo":
-            continue
-        for step in range(cfg.steps):
-            drawn.update(ids[i] for i in step_indices(step, cfg.prompts_per_step, len(train), cfg.seed))
+    for index, (name, raw) in enumerate(earlier, start=1):
+        record = ctx.stage_dir.parent / f"{index:02d}-{name}" / PROMPTS_FILE
+        if record.exists():
+            drawn.update(json.loads(record.read_text())["prompt_ids"])
+        elif typed_stage(name, raw).kind == "grpo":
+            raise FileNotFoundError(
+                f"stages.{ctx.stage.name}.source=train_tail needs {record}, the prompts stage {name!r} trained on; "
+                "it is written when a GRPO stage finishes (a run directory from before r1lab recorded it lacks it): "
+                f"rerun stage {name!r}, or give stages.{ctx.stage.name}.source a problems file"
+            )
     return drawn
 
 
@@ -100,15 +109,12 @@ def prompt_rows(ctx: StageContext) -> Dataset:
     if cfg.source == "train_tail":
         train = ctx.task.split("train")
         return train.select(tail_indices(train["id"], cfg.num_prompts, grpo_drawn_ids(ctx, train)))
-    from r1lab.data.files import load_countdown_file
-    from r1lab.data.math_data import load_math_file
     from r1lab.data.task import source_options
 
-    loaders = {"countdown": load_countdown_file, "math": load_math_file}
     task = ctx.run.task  # a source naming the task's own dataset (source: ${task.train_file}) is read with its options
     which = next((w for w in ("train", "test") if cfg.source == getattr(task, f"{w}_file")), None)
     options = source_options(task, which) if which else {}
-    rows = loaders[ctx.task.name](cfg.source, **{**options, "field": f"stages.{ctx.stage.name}.source"})
+    rows = ctx.task.load_file(cfg.source, **{**options, "field": f"stages.{ctx.stage.name}.source"})
     return rows.select(range(min(cfg.num_prompts, len(rows))))
 
 
@@ -151,7 +157,7 @@ def sample_and_judge(
 
 def sample_all_ranks(ctx: StageContext, engine: RolloutEngine, tokenizer, rows: Dataset) -> list[Sample]:
     """Every rank samples its share of ``rows``; all ranks get all samples, in row order."""
-    seed = ctx.cfg.seed * 1_000_003 + dist.rank()
+    seed = derive_seed(ctx.cfg.seed, "sampled_prompts", rank=dist.rank())
 
     def judge(mine: list[int]) -> list[list[Sample]]:
         return sample_and_judge(engine, tokenizer, ctx.task, ctx.run.model.template, rows.select(mine), mine, ctx.cfg, seed)
@@ -315,3 +321,6 @@ def run_rejection(ctx: StageContext) -> None:
             flush=True,
         )
     dist.barrier()
+
+
+register_stage(RejectionStageConfig, run_rejection, writes_dataset=True)

@@ -19,12 +19,14 @@ import time
 
 import torch
 
+from r1lab.config.schema import SFTStageConfig
 from r1lab.algorithms.reduce import LossNorm, reduce_loss
 from r1lab.engine import dist
 from r1lab.models.forward import token_logprobs
 from r1lab.models.templates import encode_prompt
 from r1lab.stages.context import StageContext, ceil_div, length_grouped, per_rank, step_indices
 from r1lab.stages.filters import render_messages
+from r1lab.stages.registry import register_stage
 
 Example = tuple[list[int], list[int]]  # (prompt ids, response ids)
 
@@ -143,7 +145,7 @@ def run_sft(ctx: StageContext) -> None:
             loss = reduce_loss(-logp, mask, norm, "token_mean")
             nll_sum += float(-(logp.detach() * mask).sum())
             engine.backward(loss, last_micro_batch=i == len(batches) - 1)
-        nll = float(dist.all_reduce_sum(torch.tensor(nll_sum)).item()) / max(1, global_tokens)
+        nll = dist.sum_by_name({"nll": nll_sum})["nll"] / max(1, global_tokens)
         elapsed = time.time() - step_start
         tracker.log(
             engine.step,
@@ -158,3 +160,6 @@ def run_sft(ctx: StageContext) -> None:
         )
         ctx.after_step(engine, tracker, tokenizer, engine.step, total_steps)
     ctx.finish(engine, tracker, tokenizer)
+
+
+register_stage(SFTStageConfig, run_sft, equal_micro_batches=True)

@@ -99,9 +99,44 @@ def test_bad_config_and_name():
 
 
 def test_every_member_keeps_the_signature():
+    lengths = torch.tensor([[3, 5, 8, 2], [4, 4, 9, 1]])
+    truncated = torch.tensor([[False, False, True, False], [False, False, True, False]])
     for name in ADVANTAGES.names():
         out = ADVANTAGES.get(name)(REWARDS, AdvantageConfig(name=name))
         assert out.shape == REWARDS.shape
+        # the per-sequence inputs are accepted by every estimator; the shipped ones ignore them
+        both = ADVANTAGES.get(name)(REWARDS, AdvantageConfig(name=name), lengths=lengths, truncated=truncated)
+        assert torch.equal(both, out)
+
+
+@pytest.fixture
+def length_penalised():
+    """A per-sequence estimator registered for one test: group mean, minus a penalty per token
+    over the group's shortest correct-length, and truncated completions held at -1."""
+
+    @ADVANTAGES.register("length_penalised")
+    def estimator(rewards, cfg, *, lengths=None, truncated=None):
+        if lengths is None or truncated is None:
+            raise ValueError("length_penalised needs lengths and truncated")
+        shaped = rewards.float() - 0.1 * (lengths - lengths.amin(dim=1, keepdim=True))
+        shaped = torch.where(truncated, torch.full_like(shaped, -1.0), shaped)
+        return shaped - shaped.mean(dim=1, keepdim=True)
+
+    yield
+    ADVANTAGES._members.pop("length_penalised")
+
+
+def test_an_estimator_reads_lengths_and_truncation_through_the_one_signature(length_penalised):
+    rewards = torch.tensor([[1.0, 1.0, 0.0]])
+    lengths = torch.tensor([[2, 12, 5]])
+    truncated = torch.tensor([[False, False, True]])
+    out = compute_advantages(rewards, AdvantageConfig(name="length_penalised"), lengths=lengths, truncated=truncated)
+    # shaped [1.0, 0.0, -1.0] (the long one pays 10 x 0.1, the truncated one is -1): mean 0
+    assert out[0].tolist() == pytest.approx([1.0, 0.0, -1.0])
+    with pytest.raises(ValueError, match="needs lengths"):
+        compute_advantages(rewards, AdvantageConfig(name="length_penalised"))
+    with pytest.raises(ValueError, match=r"lengths must be shaped like the rewards \(1, 3\), got \(3,\)"):
+        compute_advantages(rewards, AdvantageConfig(name="length_penalised"), lengths=lengths.view(-1), truncated=truncated)
 
 
 def test_group_stats():

@@ -7,6 +7,7 @@ from fractions import Fraction
 import pytest
 
 from r1lab.data.countdown import (
+    CountdownAnalysis,
     generate_problems,
     is_solution,
     keys_of,
@@ -96,6 +97,25 @@ def test_parse_expression_and_is_solution():
     assert not is_solution("7/2*2", [7, 2, 2], 6)
 
 
+def test_parse_expression_is_the_rewards_reference_evaluator():
+    """One statement of the rules: the generator's parser and check accept what the reward accepts."""
+    from r1lab.rewards.countdown import countdown_reward
+
+    assert parse_expression("(6 − 2) × 25") == (Fraction(100), [6, 2, 25])
+    assert parse_expression("100 ÷ (6 - 2)") == (Fraction(25), [100, 6, 2])
+    assert parse_expression("(6 - 2) * 25 = 100") == (Fraction(100), [6, 2, 25])
+    for bad in ("(6 - 2) * 25 = 99", "07 + 1", "(6 - 2) * 25 = 100 = 100", "１ + 2", "2(3)"):
+        with pytest.raises(ValueError):
+            parse_expression(bad)
+    n3 = [6, 2, 25]
+    cases = [("(6 - 2) × 25", n3, 100), ("(6 − 2) * 25", n3, 100), ("100 ÷ 4 * 4", [100, 4, 4], 100),
+             ("(6 - 2) * 25 = 100", n3, 100), ("(6 - 2) * 25 = 99", n3, 100), ("6 * 2 * 25", n3, 100),
+             ("(6 - 2) * 025", n3, 100), ("(6 - 2) ** 25", n3, 100), ("2 * 2 * 25", [2, 3, 25], 100)]
+    for expr, numbers, target in cases:
+        reward = countdown_reward([f"<answer>{expr}</answer>"], [numbers], [target]).item()
+        assert is_solution(expr, numbers, target) == bool(reward), expr
+
+
 def test_generate_is_deterministic_and_seed_dependent():
     a = generate_problems(200, seed=1)
     b = generate_problems(200, seed=1)
@@ -162,3 +182,83 @@ def test_question_text():
     )
     with pytest.raises(ValueError, match="valid styles: short, full"):
         question_text([1, 2], 3, style="long")
+
+
+# ----------------------------------------------------------------------------------------------
+# The evaluation's analysis (moved here from tests/eval/test_answers.py with CountdownAnalysis)
+
+
+def rows(n, numbers=(3, 5, 7), target=22):
+    return {"numbers": [list(numbers)] * n, "target": [target] * n}
+
+
+def test_countdown_answer_keys_vote_on_value():
+    responses = [
+        "<think>x</think><answer>5*3+7</answer>",
+        "<think>x</think><answer> 7 + 5*3 </answer>",  # same value, other expression: same key
+        "<think>x</think><answer>5*3+7=22</answer>",  # trailing "= target" allowed
+        "<think>x</think><answer>7*3</answer>",  # does not use 5: keyed by its text
+        "<think>x</think>no answer",
+        "<think>x</think><answer>   </answer>",
+        "<think>x</think><answer>(7-5)/3</answer>",
+    ]
+    keys = CountdownAnalysis().answer_keys(responses, rows(len(responses)))
+    assert keys == ["22", "22", "22", "invalid:7*3", None, None, "2/3"]
+
+
+def test_countdown_distance_is_capped_and_unusable_answers_cost_the_cap():
+    responses = [
+        "<answer>5*3+7</answer>",  # 22: distance 0
+        "<answer>7*5-3</answer>",  # 32: distance 10
+        "<answer>(7-5)/3</answer>",  # 2/3: distance 21.333
+        "<answer>22</answer>",  # the target itself, but not using the numbers: cap
+        "<answer>7*5*3</answer>",  # 105: 83
+        "garbage",
+    ]
+    cap = CountdownAnalysis.distance_cap
+    d = CountdownAnalysis().distances(responses, rows(len(responses)))
+    assert d.tolist() == pytest.approx([0.0, 10.0, 22 - 2 / 3, cap, 83.0, cap])
+    big = CountdownAnalysis().distances(["<answer>9*9*9</answer>"], rows(1, (9, 9, 9), 1))
+    assert big.tolist() == [cap]
+
+
+def test_countdown_difficulty_counts_solution_paths():
+    a = CountdownAnalysis()
+    # 1 2 3 -> 6: many orders reach it (1+2+3, 1*2*3, ...): easy; 3 5 7 -> 22 has one (5*3+7)
+    labels = a.difficulty({"numbers": [[1, 2, 3], [3, 5, 7], [1, 2, 3, 4, 5]], "target": [6, 22, 15]})
+    assert labels == ["easy", "hard", "5 numbers"]
+
+
+def test_unicode_signs_are_keyed_and_measured_like_the_reward_scores_them():
+    """Issue 18 (a): the reward accepts × ÷ −, so the majority-vote key and the distance do too."""
+    a = CountdownAnalysis()
+    r = rows(3, (6, 2, 25), 100)
+    responses = ["<think>x</think><answer>(6 - 2) × 25</answer>", "<answer>(6 − 2)×25</answer>",
+                 "<answer>25 ÷ (6 − 2)</answer>"]
+    assert a.answer_keys(responses, r) == ["100", "100", "25/4"]
+    assert a.distances(responses, r).tolist() == [0.0, 0.0, 100 - 25 / 4]
+
+
+def test_answer_key_is_the_target_exactly_when_the_reward_is_one():
+    """The analysis and the reward share the reference evaluator: over every labelled case of the
+    reward's tests, an answer's key is ``str(target)`` exactly when the reward scores its
+    expression (the answer without a trailing ``= ...`` claim) 1, and its distance is 0 then
+    (rules broken: an ``invalid:`` key and the capped distance)."""
+    from r1lab.rewards.countdown import countdown_reward
+    from r1lab.rewards.spans import last_answer_span
+    from tests.rewards.test_countdown import ALL_CASES
+
+    completions, numbers, targets, expected = map(list, zip(*ALL_CASES))
+    columns = {"numbers": numbers, "target": targets}
+    a = CountdownAnalysis()
+    keys, dist = a.answer_keys(completions, columns), a.distances(completions, columns)
+    expressions = [f"<answer>{(last_answer_span(c) or '').split('=', 1)[0]}</answer>" for c in completions]
+    scores = countdown_reward(expressions, numbers, targets).tolist()
+    assert countdown_reward(completions, numbers, targets).tolist() == [float(e) for e in expected]
+    assert 0 < sum(scores) < len(scores)
+    for c, key, d, t, score in zip(completions, keys, dist, targets, scores):
+        assert (key == str(t)) == (score == 1.0), (c[:200], key, t, score)
+        if score == 1.0:
+            assert d == 0.0, c[:200]
+        if key is not None and key.startswith("invalid:"):
+            assert d == CountdownAnalysis.distance_cap, c[:200]

@@ -1,4 +1,4 @@
-"""Run under torchrun: one GRPO-style step and one SFT step of a tiny model through `Engine`.
+"""Run under torchrun: two GRPO steps (the stage's own step functions) and one SFT step of a tiny model through `Engine`.
 
     torchrun --nproc_per_node N tests/distributed/driver.py --out DIR [--zero 2 3]
     torchrun --nproc_per_node 2 tests/distributed/driver.py --out DIR --mode timeout
@@ -33,15 +33,15 @@ def synthetic_rows(seed: int, vocab: int) -> list[tuple[list[int], list[int]]]:
 
 
 def run(zero: int, out: Path) -> None:
-    from r1lab.algorithms.policy_loss import PolicyLossConfig, compute_policy_loss
     from r1lab.algorithms.reduce import LossNorm, reduce_loss
-    from r1lab.config.schema import EngineConfig, TinyModelConfig
+    from r1lab.config.schema import EngineConfig, GRPOLossConfig, GRPOStageConfig, TinyModelConfig
     from r1lab.engine import dist
     from r1lab.engine.engine import Engine, OptimSettings
     from r1lab.models.forward import token_logprobs
     from r1lab.models.tiny import build_tiny_model, char_tokenizer
     from r1lab.rollout.sampler import SamplingParams, generate
-    from r1lab.stages.grpo import collate_rollout
+    from r1lab.rollout.groups import Rollout
+    from r1lab.stages.grpo_steps import build_train_batch, loss_normaliser, loss_token_counts, policy_update, step_metrics
     from r1lab.stages.sft import collate
 
     tok = char_tokenizer()
@@ -66,28 +66,28 @@ def run(zero: int, out: Path) -> None:
     result["greedy_tokens"] = comp[0].token_ids[:3]
     engine.train()
 
-    # --- one GRPO-style step: fixed rollout, fixed advantages, global LossNorm ------------------
+    # --- GRPO steps through the stage's own step functions: a fixed rollout, fixed advantages, ------
+    # this rank's slice; under token_mean the loss normaliser's token count must be global, under
+    # seq_mean_token_mean its sequence count, or the update depends on the world size
     rows = synthetic_rows(0, len(tok))
-    advantages = torch.linspace(-1.0, 1.0, GLOBAL_SEQUENCES)
     mine = list(range(rank * per_rank, (rank + 1) * per_rank))
-    micro = [mine[i : i + MICRO_BATCH] for i in range(0, per_rank, MICRO_BATCH)]
-    local_tokens = sum(len(rows[i][1]) for i in mine)
-    norm = LossNorm(num_sequences=GLOBAL_SEQUENCES, num_tokens=int(dist.all_reduce_sum(torch.tensor(local_tokens))),
-                    max_completion_length=8, world_size=world)
-    loss_sum, logp_sum = 0.0, 0.0
-    for j, mb in enumerate(micro):
-        b = collate_rollout([rows[i][0] for i in mb], [rows[i][1] for i in mb], tok.pad_token_id)
-        logp, entropy = token_logprobs(engine.module, **b, chunk_size=4, with_entropy=True)
-        mask = b["loss_mask"][:, 1:]
-        per_token, _ = compute_policy_loss(logp, logp.detach(), advantages[mb], mask, PolicyLossConfig())
-        per_token = per_token - 0.01 * entropy - 0.1 * logp  # model-dependent value and gradient
-        loss = reduce_loss(per_token, mask, norm, "seq_mean_token_mean")
-        loss_sum += float(loss.detach())
-        logp_sum += float((logp.detach() * mask).sum())
-        engine.backward(loss, last_micro_batch=j == len(micro) - 1)
-    result["grpo_loss"] = float(dist.all_reduce_sum(torch.tensor(loss_sum, dtype=torch.float64))) / world
-    result["grpo_logp_sum"] = float(dist.all_reduce_sum(torch.tensor(logp_sum, dtype=torch.float64)))
-    result["grpo_grad_norm"] = engine.grad_norm()
+    rollout = Rollout(
+        group_size=2, prompts=[rows[i][0] for i in mine], completions=[rows[i][1] for i in mine], texts=[""] * per_rank,
+        responses=[""] * per_rank, sampler_logprobs=[None] * per_rank, truncated=torch.zeros(per_rank, dtype=torch.bool),
+        rewards=torch.linspace(0.0, 1.0, GLOBAL_SEQUENCES)[mine], components={"correct": torch.ones(per_rank)},
+    )
+    advantages = torch.linspace(-1.0, 1.0, GLOBAL_SEQUENCES)[mine]
+    for reduction in ("token_mean", "seq_mean_token_mean"):
+        cfg = GRPOStageConfig(micro_batch_per_device=MICRO_BATCH, max_new_tokens=8, logprob_chunk=4, samples_per_prompt=2,
+                              entropy_coef=0.01, loss=GRPOLossConfig(reduction=reduction))
+        loss_tokens = loss_token_counts(rollout, cfg.overlong)
+        batch = build_train_batch(rollout, list(range(per_rank)), loss_tokens, cfg, tok.pad_token_id)
+        norm = loss_normaliser(per_rank, loss_tokens, cfg.max_new_tokens)
+        sums = policy_update(engine, batch, advantages, norm, cfg, cfg.entropy_coef, torch.ones(per_rank))
+        metrics = step_metrics(rollout, rollout.rewards, "correct", sums, norm, cfg.samples_per_prompt)
+        for key in ("loss", "entropy", "reward", "response_length"):
+            result[f"grpo_{reduction}_{key}"] = metrics[key]
+        result[f"grpo_{reduction}_grad_norm"] = engine.grad_norm()
 
     # --- one SFT step (token mean over the whole step) -------------------------------------------
     sft_rows = synthetic_rows(1, len(tok))

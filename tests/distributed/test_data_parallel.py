@@ -55,7 +55,8 @@ def results(tmp_path_factory):
 def test_world_size_two_matches_one(results, zero):
     one, two = results[1][zero], results[2][zero]
     assert (one["world_size"], two["world_size"]) == (1, 2)
-    for key in ("grpo_loss", "grpo_logp_sum", "grpo_grad_norm", "sft_loss", "sft_grad_norm"):
+    grpo = [f"grpo_{r}_{k}" for r in ("token_mean", "seq_mean_token_mean") for k in ("loss", "entropy", "reward", "response_length", "grad_norm")]
+    for key in (*grpo, "sft_loss", "sft_grad_norm"):
         assert two[key] == pytest.approx(one[key], rel=1e-5, abs=1e-5), key
     torch.testing.assert_close(two["params"], one["params"], rtol=0, atol=1e-5)
     assert two["greedy_tokens"] == one["greedy_tokens"]

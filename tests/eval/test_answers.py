@@ -1,53 +1,41 @@
+"""The evaluation's analysis is the task's own (``Task.analysis``): eval never branches on the
+task. The analyses themselves are tested with their tasks (tests/data/test_countdown.py,
+tests/data/test_task.py)."""
 import numpy as np
-import pytest
 
-from r1lab.eval.answers import DISTANCE_CAP, CountdownAnalysis, MathAnalysis
+from r1lab.config.schema import CountdownTaskConfig, TaskConfig
+from r1lab.data.task import build_task
+from r1lab.eval.answers import DISTANCE_CAP, task_analysis
+from r1lab.rewards import get_reward
 
-
-def rows(n, numbers=(3, 5, 7), target=22):
-    return {"numbers": [list(numbers)] * n, "target": [target] * n}
-
-
-def test_countdown_answer_keys_vote_on_value():
-    responses = [
-        "<think>x</think><answer>5*3+7</answer>",
-        "<think>x</think><answer> 7 + 5*3 </answer>",  # same value, other expression: same key
-        "<think>x</think><answer>5*3+7=22</answer>",  # trailing "= target" allowed
-        "<think>x</think><answer>7*3</answer>",  # does not use 5: keyed by its text
-        "<think>x</think>no answer",
-        "<think>x</think><answer>   </answer>",
-        "<think>x</think><answer>(7-5)/3</answer>",
-    ]
-    keys = CountdownAnalysis().answer_keys(responses, rows(len(responses)))
-    assert keys == ["22", "22", "22", "invalid:7*3", None, None, "2/3"]
+COUNTDOWN = TaskConfig(name="countdown", countdown=CountdownTaskConfig(num_train=10, num_test=5, num_test_hard=2))
 
 
-def test_countdown_distance_is_capped_and_unusable_answers_cost_the_cap():
-    responses = [
-        "<answer>5*3+7</answer>",  # 22: distance 0
-        "<answer>7*5-3</answer>",  # 32: distance 10
-        "<answer>(7-5)/3</answer>",  # 2/3: distance 21.333
-        "<answer>22</answer>",  # the target itself, but not using the numbers: cap
-        "<answer>7*5*3</answer>",  # 105: 83
-        "garbage",
-    ]
-    d = CountdownAnalysis().distances(responses, rows(len(responses)))
-    assert d.tolist() == pytest.approx([0.0, 10.0, 22 - 2 / 3, DISTANCE_CAP, 83.0, DISTANCE_CAP])
-    big = CountdownAnalysis().distances(["<answer>9*9*9</answer>"], rows(1, (9, 9, 9), 1))
-    assert big.tolist() == [DISTANCE_CAP]
+def test_task_analysis_is_the_tasks_own():
+    task = build_task(COUNTDOWN)
+    assert task_analysis(task) is task.analysis
+    assert task.analysis.distance_cap == DISTANCE_CAP
 
 
-def test_countdown_difficulty_counts_solution_paths():
-    a = CountdownAnalysis()
-    # 1 2 3 -> 6: many orders reach it (1+2+3, 1*2*3, ...): easy; 3 5 7 -> 22 has one (5*3+7)
-    labels = a.difficulty({"numbers": [[1, 2, 3], [3, 5, 7], [1, 2, 3, 4, 5]], "target": [6, 22, 15]})
-    assert labels == ["easy", "hard", "5 numbers"]
+def test_unicode_signs_get_the_value_key_and_distance_zero():
+    """Issue 18 (a): ``(6 - 2) × 25`` scores 1 as a reward, so the eval keys it by its value and
+    measures distance 0 (it used to get an ``invalid:`` key and the capped distance)."""
+    task = build_task(COUNTDOWN)
+    responses = ["<think>6-2=4 4*25=100</think>\n<answer>(6 - 2) × 25</answer>"]
+    rows = {"numbers": [[6, 2, 25]], "target": [100]}
+    assert get_reward(task.correctness_reward)(responses, **rows).tolist() == [1.0]
+    analysis = task_analysis(task)
+    assert analysis.answer_keys(responses, rows) == ["100"]
+    assert analysis.distances(responses, rows).tolist() == [0.0]
 
 
-def test_math_keys_normalise_boxed_answers():
-    m = MathAnalysis()
-    keys = m.answer_keys(["so \\boxed{\\frac{1}{2}}", "\\boxed{ 72 }", "no box"], {"answer": ["1/2", "72", "3"]})
-    assert keys[2] is None and keys[1] == "72"
-    assert keys[0] is not None
-    assert m.difficulty({"answer": ["1", "2"], "level": ["Level 1", None]}) == ["Level 1", "unknown"]
-    assert m.distances(["x"], {"answer": ["1"]}) is None
+def test_the_analysis_reads_the_answer_where_the_reward_does():
+    """Issue 18 (b), the eval's side: an unclosed reasoning ends at the first ``<answer>`` (the
+    demo's model misspells ``</think>``); keys and distances follow the reward's verdicts."""
+    task = build_task(COUNTDOWN)
+    responses = ["<think>6-2=4 4*25=100\n</thiok>\n<answer>(6 - 2) * 25</answer>",
+                 "<think>x</think><answer>(6 - 2) * 25</answer>", "<think>6-2=4 4*25=100 so (6 - 2) * 25"]
+    rows = {"numbers": [[6, 2, 25]] * 3, "target": [100] * 3}
+    assert get_reward("countdown")(responses, **rows).tolist() == [1.0, 1.0, 0.0]
+    assert task.analysis.answer_keys(responses, rows) == ["100", "100", None]
+    assert np.array_equal(task.analysis.distances(responses, rows), [0.0, 0.0, DISTANCE_CAP])

@@ -5,7 +5,7 @@ import torch
 
 from r1lab.config.schema import CountdownTaskConfig, EvalConfig, TaskConfig, TinyModelConfig
 from r1lab.data.task import build_task
-from r1lab.eval.behaviours import BEHAVIOURS
+from r1lab.rewards.behaviours import BEHAVIOURS
 from r1lab.eval.evaluate import Scored, evaluate, evaluate_with_samples, scaling_curve, summarize
 from r1lab.models.tiny import build_tiny_model, char_tokenizer
 from r1lab.rewards.language import language_consistency_reward

@@ -16,7 +16,7 @@ import torch
 from r1lab.config.schema import TinyModelConfig
 from r1lab.data.task import Task
 from r1lab.eval import studies as st
-from r1lab.eval.behaviours import BEHAVIOURS, count_behaviours
+from r1lab.rewards.behaviours import BEHAVIOURS, count_behaviours
 from r1lab.eval.tables import studies_tables
 from r1lab.models.templates import encode_prompt
 from r1lab.models.tiny import build_tiny_model, char_tokenizer
@@ -33,7 +33,8 @@ def tiny():
 
 def countdown_task():
     return Task(name="countdown", splits={}, correctness_reward="countdown", reward_columns=("numbers", "target"),
-                question=lambda row: f"Use {' '.join(map(str, row['numbers']))} to make {row['target']}.")
+                question=lambda row: f"Use {' '.join(map(str, row['numbers']))} to make {row['target']}.",
+                gold_column="solution")
 
 
 def manual_nll(model, context, answer):
@@ -108,7 +109,8 @@ def test_perplexity_bridge_scores_the_gold_tokens_after_both_contexts(tiny):
 
 
 def test_gold_answers_and_opener_per_task():
-    math_task = Task(name="math", splits={}, correctness_reward="math", reward_columns=("answer",), question=lambda r: r["question"])
+    math_task = Task(name="math", splits={}, correctness_reward="math", reward_columns=("answer",), question=lambda r: r["question"],
+                     answer_opener="\\boxed{")
     assert st.gold_answers(math_task, {"question": ["q", "r"], "answer": [" 72 ", None]}) == ["72", None]
     assert st.answer_opener(math_task) == "\\boxed{"
     assert st.answer_opener(countdown_task()) == "<answer>"

@@ -20,7 +20,7 @@ from r1lab.engine import signals
 from r1lab.models.forward import token_logprobs
 from r1lab.models.lora import adapters_off, apply_lora, is_lora, load_base_with_adapter, merged_state_dict
 from r1lab.models.tiny import build_tiny_model, char_tokenizer, save_tiny_model
-from r1lab.stages.grpo import collate_rollout
+from r1lab.stages.grpo_steps import collate_rollout
 
 # rendezvous variables an in-process Engine left in this test process must not leak into the child
 _RDZV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")

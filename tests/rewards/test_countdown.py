@@ -96,7 +96,10 @@ CASES: list[tuple[str, list[int], int, int]] = [
     ("<answer>1 <answer> + 2</answer>", [1, 2], 3, 0),
     ("The answer is <answer> 1+2 </answer>.", [1, 2], 3, 1),
     ("<think>" + "x" * 500 + "</think>" + "<answer>1+2</answer>", [1, 2], 3, 1),
-    ("<think>no closing think " + A("1 + 2"), [1, 2], 3, 1),  # no </think>: whole text counts
+    ("<think>no closing think " + A("1 + 2"), [1, 2], 3, 1),  # no </think>: the <answer> ends the reasoning
+    ("<think>1+2=3\n</thiok>\n" + A("1 + 2"), [1, 2], 3, 1),  # a misspelt </think> (the demo's model)
+    (A("1 + 2") + " <think> more", [1, 2], 3, 1),  # the reasoning never closed: from the first <answer>
+    ("no think tags " + A("1 + 2"), [1, 2], 3, 1),  # neither tag: the whole text counts
     # --- trailing "= N" ---------------------------------------------------------------------------
     (A("(6 - 2) * 25 = 100"), N3, T3, 1),
     (A("(6 - 2) * 25=100"), N3, T3, 1),
@@ -187,6 +190,11 @@ CASES: list[tuple[str, list[int], int, int]] = [
     (A("(6 - 2) * 25"), [2, 6, 25, 1], T3, 0),  # a number unused
     (A("(6 - 2) * 25"), [2, 6, 26], T3, 0),
     (A("(6 - 6) * 25 + 100"), [6, 25, 100], 100, 0),  # 6 used twice
+    # a number used twice with the literal count right: 2 is given once, 3 is left unused (the rule:
+    # the literals' multiset equals the given numbers', so every number is used, exactly once)
+    (A("2 * 2 * 25"), [2, 3, 25], 100, 0),
+    (A("2 * 25 * 2"), [3, 25, 2], 100, 0),
+    (A("2 * 2 * 25 = 100"), [2, 3, 25], 100, 0),
     (A("(6 - 2) * 25"), [2, 2, 6, 25], T3, 0),
     (A("2 * 2 * 25"), [2, 2, 25], 100, 1),  # duplicates given, duplicates used
     (A("2 * 25 * 2"), [2, 25, 2], 100, 1),
@@ -319,6 +327,8 @@ _REF_TOKEN = re.compile(r"\s*(?:(\d+)|(.))", re.DOTALL)
 
 def reference(completion: str, numbers: list[int], target: int) -> int:
     """Slow reference: recursive descent over Fractions, written independently of the package."""
+    if "</think>" not in completion and "<think>" in completion:  # ends at the first <answer>, if any
+        completion = completion[completion.find("<answer>"):] if "<answer>" in completion else ""
     tail = completion.split("</think>")[-1]
     close = tail.rfind("</answer>")
     if close < 0 or tail.rfind("<answer>", 0, close) < 0:
@@ -491,7 +501,7 @@ def test_random_cross_check_against_reference():
 def test_exact_path_agrees_with_reference():
     """The slow exact path, called directly, follows the same rules as the vectorized path."""
     rng = random.Random(99)
-    from r1lab.rewards._spans import last_answer_span
+    from r1lab.rewards.spans import last_answer_span
 
     for _ in range(1500):
         completion, nums, target = _random_case(rng)
@@ -499,3 +509,19 @@ def test_exact_path_agrees_with_reference():
         want = reference(completion, nums, target)
         got = 0 if span is None else int(score_expression_exact(span, nums, target))
         assert got == want, (completion, nums, target)
+
+
+def test_vectorized_path_agrees_with_the_reference_evaluator():
+    """The package's one statement of the rules (``score_expression_exact``, which the data
+    generator and the evaluation use too) and the vectorized kernel agree on every labelled
+    case and on random ones."""
+    from r1lab.rewards.spans import last_answer_span
+
+    rng = random.Random(7)
+    cases = [c[:3] for c in ALL_CASES] + [_random_case(rng) for _ in range(3000)]
+    completions, numbers, targets = map(list, zip(*cases))
+    kernel = countdown_reward(completions, numbers, targets).tolist()
+    for (completion, nums, target), got in zip(cases, kernel):
+        span = last_answer_span(completion)
+        want = span is not None and score_expression_exact(span, nums, target)
+        assert got == float(want), (completion[:200], nums, target)

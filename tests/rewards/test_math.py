@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from r1lab.rewards import get_reward
-from r1lab.rewards._math_fallback import FallbackPool
+from r1lab.rewards.math._fallback import FallbackPool
 from r1lab.rewards.math import answers_equal, math_reward
 
 # --- answer-level cases: (boxed model answer, gold, expected) -------------------------------

@@ -6,7 +6,7 @@ from r1lab.config.schema import TinyModelConfig
 from r1lab.models.forward import token_logprobs
 from r1lab.models.tiny import build_tiny_model, char_tokenizer
 from r1lab.stages.context import length_grouped
-from r1lab.stages.grpo import collate_rollout, entropy_term_weights
+from r1lab.stages.grpo_steps import collate_rollout, entropy_term_weights
 
 
 def test_rollout_time_logprobs_give_ratio_exactly_one_on_the_first_update():

@@ -10,6 +10,7 @@ from datasets import load_from_disk
 from r1lab.data.files import SAMPLES_DIR
 from r1lab.stages import rejection
 from r1lab.stages.context import step_indices
+from r1lab.stages.grpo import run_grpo
 from r1lab.stages.rejection import prompt_rows, run_rejection, tail_indices
 
 from .helpers import make_ctx, script_completions, write_jsonl
@@ -26,17 +27,29 @@ def test_tail_indices():
     assert tail_indices(["a", "b", "c", "a"], 2, {"a"}) == [1, 2]
 
 
-def test_train_tail_skips_every_row_an_earlier_grpo_stage_drew(tmp_path, micro_model):
-    grpo = {"kind": "grpo", "steps": 3, "prompts_per_step": 8, "seed": 1}
+def test_train_tail_skips_every_prompt_grpo_drew_with_dynamic_sampling(tmp_path, micro_model):
+    # a real GRPO stage, 3 steps of 4 prompts x 2 samples: each round's groups read RIGHT RIGHT |
+    # RIGHT WRONG | ..., so dynamic sampling keeps half and draws two rounds a step (6 in all)
+    train = write_jsonl(tmp_path / "train.jsonl", [{"id": f"p{i}", "numbers": [1, 2], "target": 3} for i in range(40)])
+    grpo = {"kind": "grpo", "steps": 3, "prompts_per_step": 4, "samples_per_prompt": 2, "seed": 1, "max_new_tokens": 48,
+            "rewards": {"countdown": 1.0}, "dynamic_sampling": True, "max_sampling_rounds": 4}
     stages = {"grpo": grpo, "rejection": {"kind": "rejection", "num_prompts": 10}}
-    ctx = make_ctx(tmp_path / "s", micro_model, stages)
-    train = ctx.task.split("train")
-    drawn = {train[int(i)]["id"] for s in range(3) for i in step_indices(s, 8, len(train), 1)}
+    run_grpo(script_completions(make_ctx(tmp_path / "01-grpo", micro_model, {"grpo": grpo}, train_file=train), [SHORT, SHORT, SHORT, WRONG]))
+    record = json.loads((tmp_path / "01-grpo" / "prompts.json").read_text())
+    ctx = make_ctx(tmp_path / "02-rejection", micro_model, stages, train_file=train)
+    ids = ctx.task.split("train")["id"]
+    drawn = {ids[int(i)] for d in range(6) for i in step_indices(d, 4, len(ids), 1)}
+    assert record["draws"] == 6 and set(record["prompt_ids"]) == drawn and len(drawn) == 24
+    replayed = {ids[int(i)] for s in range(3) for i in step_indices(s, 4, len(ids), 1)}  # what replaying `steps` would skip
     rows = prompt_rows(ctx)
-    assert len(rows) == 10 and not set(rows["id"]) & drawn
+    assert len(rows) == 10 and not set(rows["id"]) & drawn and set(ids[-10:]) & (drawn - replayed)
     # without the GRPO stage it is simply the last rows
-    alone = make_ctx(tmp_path / "t", micro_model, {"rejection": stages["rejection"]})
-    assert prompt_rows(alone)["id"] == train["id"][-10:]
+    alone = make_ctx(tmp_path / "t", micro_model, {"rejection": stages["rejection"]}, train_file=train)
+    assert prompt_rows(alone)["id"] == ids[-10:]
+    # a GRPO stage that left no record (a run from before it was written) is an error naming the file
+    (tmp_path / "01-grpo" / "prompts.json").unlink()
+    with pytest.raises(FileNotFoundError, match="01-grpo/prompts.json"):
+        prompt_rows(ctx)
 
 
 def test_source_file(tmp_path, micro_model):

@@ -11,7 +11,7 @@ from r1lab.models.tiny import build_tiny_model, char_tokenizer
 from r1lab.rollout.engine import as_engine
 from r1lab.rollout.groups import sample_groups
 from r1lab.rollout.sampler import SamplingParams
-from r1lab.stages.grpo import completion_rows
+from r1lab.stages.grpo_steps import completion_rows
 from r1lab.tracking.tracker import Tracker
 from tests.helpers import MICRO, run_cli
 

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from r1lab.eval.behaviours import BEHAVIOURS, behaviour_counts, behaviour_summary, count_behaviours, reasoning_text
+from r1lab.rewards.behaviours import BEHAVIOURS, behaviour_counts, behaviour_summary, count_behaviours, reasoning_text
 
 LABELLED = [
     # the tiny model's trace vocabulary (r1lab.data.traces)

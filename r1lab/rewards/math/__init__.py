@@ -1,14 +1,30 @@
 """Math verifier: 1.0 when a completion's final answer equals the gold answer, else 0.0.
 
+Public API (the evaluation's answer keys use the same steps as the reward):
+
+* ``extract_answer(completion, answer_tag=False, lenient=False)``: the answer string a grader
+  reads, or ``None``; ``last_boxed``, ``last_number``: its markers;
+* ``normalize(answer)``: the normal form of an answer string (equal strings: equal answers);
+* ``answers_equal(pred, gold)``, ``grade_answers(preds, golds)``: compare extracted answers;
+* ``math_reward(completions, answers, ...)``; the registered rewards ``math``,
+  ``math_answer_tag`` and ``math_lenient``; ``clear_caches()``.
+
+The package's ``_``-modules are its private parts: ``_extract``, ``_normalize``, ``_parse``,
+``_compare``, ``_fallback``, ``_symbolic`` (below).
+
 Grading policy (what a careful human grader does; ``tests/rewards/test_math.py`` holds the graded
 cases that pin it down):
 
-* **Where the answer is.** Only text after the last ``</think>`` counts (a ``<think>`` that never
-  closes means the completion was cut off: 0). The answer is the content of the *last*
+* **Where the answer is.** Only text after the last ``</think>`` counts; a ``<think>`` that never
+  closes ends at the first ``<answer>``, and without one the completion was cut off: 0. This is
+  the policy of every task (``r1lab.rewards.spans``, which also picks the ``<answer>`` block).
+  The answer is the content of the *last*
   ``\\boxed{...}`` (balanced braces; ``\\boxed 5`` and ``\\fbox{}`` too), or with
   ``answer_tag=True`` of the last ``<answer>...</answer>`` block (its last box if it holds one).
   No box, an empty box or an unclosed last box scores 0: we never fall back to "any number in
-  the text". Gold answers may be GSM8K-style plain numbers (``1,234``) or MATH-style LaTeX.
+  the text" — except under the separate ``math_lenient`` reward (``task.lenient_answer=true``),
+  which reads the last number after the reasoning when there is no box. Gold answers may be
+  GSM8K-style plain numbers (``1,234``) or MATH-style LaTeX.
 * **Numbers are values.** Integers with thousands separators (``1,234``, ``1{,}234``, ``1\\,234``),
   decimals, fractions (``\\frac``, ``\\dfrac``, ``\\tfrac``, ``a/b``, ``\\frac12``), mixed numbers
   (``2\\frac12`` is 5/2), scientific notation (``1.5e3``, ``1.5\\times10^3``), ``100.``, signs and
@@ -31,12 +47,12 @@ cases that pin it down):
   not finish within ``timeout_s``.
 
 How: the box is found from the end of the text with ``str.rfind``; answers are normalised as
-strings (``_math_normalize``) and parsed by a small whitelisted parser (``_math_parse``), with
+strings (``_normalize``) and parsed by a small whitelisted parser (``_parse``), with
 the gold side cached; equal normal forms score 1 at once, and numbers, fractions, percentages,
 tuples, sets and polynomial-like expressions are decided by exact rational arithmetic
-(``_math_compare``). Only what is left (irrational values that agree numerically, or LaTeX the
+(``_compare``). Only what is left (irrational values that agree numerically, or LaTeX the
 parser does not read) goes to sympy/math-verify in worker processes with a hard per-item timeout
-(``_math_fallback``); equal pairs within and across calls are checked once.
+(``_fallback``); equal pairs within and across calls are checked once.
 """
 from __future__ import annotations
 
@@ -46,12 +62,25 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from r1lab.rewards._math_compare import compare, fast_expr_equal, undecided
-from r1lab.rewards._math_extract import extract_answer, last_boxed
-from r1lab.rewards._math_fallback import get_pool, safe_for_symbolic
-from r1lab.rewards._math_normalize import normalize
-from r1lab.rewards._math_parse import parse_answer
+from r1lab.rewards.math._compare import compare, fast_expr_equal, undecided
+from r1lab.rewards.math._extract import MAX_ANSWER_CHARS, extract_answer, last_boxed, last_number
+from r1lab.rewards.math._fallback import get_pool, safe_for_symbolic
+from r1lab.rewards.math._normalize import normalize
+from r1lab.rewards.math._parse import parse_answer
 from r1lab.rewards.registry import register_reward
+
+__all__ = [
+    "ITEM_TIMEOUT_S",
+    "MAX_ANSWER_CHARS",
+    "answers_equal",
+    "clear_caches",
+    "extract_answer",
+    "grade_answers",
+    "last_boxed",
+    "last_number",
+    "math_reward",
+    "normalize",
+]
 
 ITEM_TIMEOUT_S = 2.0  # per symbolic check; a check that runs longer scores 0
 BATCH_TIMEOUT_S = 30.0  # all symbolic checks of one call together (plus worker start-up)
@@ -141,6 +170,7 @@ def math_reward(
     answers: list[str],
     answer_tag: bool = False,
     *,
+    lenient: bool = False,
     timeout_s: float = ITEM_TIMEOUT_S,
 ) -> torch.Tensor:
     """1.0 where the completion's final answer equals the gold answer, else 0.0. Shape ``[N]``.
@@ -150,7 +180,7 @@ def math_reward(
     >>> math_reward(["<answer>42</answer>"], ["42"], answer_tag=True).tolist()
     [1.0]
     """
-    preds = [extract_answer(c, answer_tag) for c in completions]
+    preds = [extract_answer(c, answer_tag, lenient) for c in completions]
     return torch.from_numpy(grade_answers(preds, answers, timeout_s))  # [N] float32
 
 
@@ -169,3 +199,10 @@ def math(completions: list[str], *, answer: list[str], **_) -> torch.Tensor:
 def math_answer_tag(completions: list[str], *, answer: list[str], **_) -> torch.Tensor:
     """``math_reward`` on the dataset column ``answer``, reading the last ``<answer>`` block."""
     return math_reward(completions, answer, answer_tag=True)
+
+
+@register_reward("math_lenient")
+def math_lenient(completions: list[str], *, answer: list[str], **_) -> torch.Tensor:
+    """``math_reward`` on ``answer``, reading the last ``\\boxed{}``, else the last number after the
+    reasoning (for models that state the result in a sentence, e.g. SmolLM2-135M on ``arith``)."""
+    return math_reward(completions, answer, lenient=True)

@@ -3,7 +3,7 @@
 Expressions our parser read are rebuilt as sympy objects node by node (no ``sympify`` of text)
 and compared by simplifying their difference; what it could not read (``\\sin``, equations) goes
 to math-verify's ``parse``/``verify``. The parent has already refused unsafe strings
-(``_math_fallback.safe_for_symbolic``), and kills this process if it takes too long.
+(``_fallback.safe_for_symbolic``), and kills this process if it takes too long.
 """
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import logging
 
 import sympy
 
-from r1lab.rewards._math_compare import MAX_FACTORIAL, compare, fast_expr_equal
-from r1lab.rewards._math_normalize import normalize
-from r1lab.rewards._math_parse import parse_answer
+from r1lab.rewards.math._compare import MAX_FACTORIAL, compare, fast_expr_equal
+from r1lab.rewards.math._normalize import normalize
+from r1lab.rewards.math._parse import parse_answer
 
 MAX_SYMBOLIC_EXPONENT = 1000
 

@@ -30,7 +30,11 @@ listed first. The reasoning text is what comes before ``</think>`` (the whole co
 there is none), so an answer's text is never counted.
 
 These are surface patterns: they count what a model *writes* ("wait" used as a verb counts), not
-what it does. Tested on labelled examples in ``tests/eval/test_behaviours.py``.
+what it does. Tested on labelled examples in ``tests/rewards/test_behaviours.py``.
+
+Not a reward (nothing here is registered or scores a completion), but a text classifier over
+completions like the rewards, so it lives beside them: both the GRPO stage (``behaviour/<name>``
+of its rollouts) and the evaluation import it, and neither may import the other.
 """
 from __future__ import annotations
 
@@ -101,8 +105,9 @@ _PATTERNS: dict[str, list[str]] = {
     ],
 }
 
-# One regex, one named group per behaviour: a single pass over each text classifies every match.
-_REGEX = re.compile(
+# One regex, one named group per behaviour: a single pass over each text classifies every match
+# (``m.lastgroup`` is the behaviour).
+BEHAVIOUR_REGEX = re.compile(
     "|".join(f"(?P<{name}>{'|'.join(pats)})" for name, pats in _PATTERNS.items()),
     re.IGNORECASE | re.MULTILINE,
 )
@@ -121,7 +126,7 @@ def count_behaviours(text: str) -> dict[str, int]:
     {'verification': 1, 'backtracking': 1, 'subgoal': 0, 'backward_chaining': 0, 'reflection': 0}
     """
     counts = dict.fromkeys(BEHAVIOURS, 0)
-    for m in _REGEX.finditer(reasoning_text(text)):
+    for m in BEHAVIOUR_REGEX.finditer(reasoning_text(text)):
         counts[m.lastgroup] += 1
     return counts
 
@@ -130,7 +135,7 @@ def behaviour_counts(texts: Sequence[str]) -> dict[str, np.ndarray]:
     """Per behaviour, ``[N]`` int counts over ``texts``."""
     out = {b: np.zeros(len(texts), dtype=np.int64) for b in BEHAVIOURS}
     for i, text in enumerate(texts):
-        for m in _REGEX.finditer(reasoning_text(text)):
+        for m in BEHAVIOUR_REGEX.finditer(reasoning_text(text)):
             out[m.lastgroup][i] += 1
     return out
 

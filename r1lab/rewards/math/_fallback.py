@@ -56,7 +56,7 @@ def _worker_main(task_fd: int, result_fd: int) -> None:
                 os._exit(0)
 
     threading.Thread(target=exit_with_parent, daemon=True).start()
-    from r1lab.rewards._math_symbolic import symbolic_equal
+    from r1lab.rewards.math._symbolic import symbolic_equal
 
     # "sleep" exists for tests of the timeout path: a task that is slow on purpose.
     ops = {"equal": symbolic_equal, "sleep": lambda seconds: time.sleep(seconds) or True}

@@ -1,32 +1,25 @@
 """Find a completion's final answer: the last ``\\boxed{...}`` (or ``<answer>`` block) after ``</think>``.
 
+Where an answer may be (after the reasoning; none when a ``<think>`` never closed and reached no
+``<answer>``) and which ``<answer>`` block counts is the one policy of every task,
+``r1lab.rewards.spans``; this module reads math's own markers in that text: the box, and for
+``lenient`` the last number.
+
 Every search runs from the end of the text with C-level ``str.rfind``/``str.find``; the only
 Python-level loop is the brace scan of the box itself, and it stops after ``MAX_ANSWER_CHARS``,
 so a 100 KB completion or 10,000 unclosed braces cost microseconds.
 """
 from __future__ import annotations
 
+import re
+
+from r1lab.rewards.spans import after_think, answer_tag_span
+
 MAX_ANSWER_CHARS = 1000  # a longer "answer" is not an answer a person would grade; it scores 0
 
 _BOX_COMMANDS = ("\\boxed", "\\fbox")
-_THINK_OPEN, _THINK_CLOSE = "<think>", "</think>"
-_ANSWER_OPEN, _ANSWER_CLOSE = "<answer>", "</answer>"
 # Where a ``\boxed 5`` argument (no braces) ends.
 _BARE_STOP = frozenset(" \t\n$\\")
-
-
-def after_think(text: str) -> str | None:
-    """The part of ``text`` that may hold the answer, or ``None`` if the reasoning never closed.
-
-    Only text after the last ``</think>`` counts. A ``<think>`` without any ``</think>`` means the
-    completion was cut off mid-reasoning, so nothing in it is an answer.
-    """
-    end = text.rfind(_THINK_CLOSE)
-    if end >= 0:
-        return text[end + len(_THINK_CLOSE):]
-    if _THINK_OPEN in text:
-        return None
-    return text
 
 
 def _braced(text: str, open_pos: int) -> str | None:
@@ -89,27 +82,43 @@ def last_boxed(text: str) -> str | None:
 
 
 def last_answer_tag(text: str) -> str | None:
-    """Content of the last ``<answer>...</answer>`` block (its last box, if it holds one)."""
-    start = text.rfind(_ANSWER_OPEN)
-    if start < 0:
+    """Content of the graded ``<answer>...</answer>`` block of ``text`` (its last box, if it holds one).
+
+    ``text`` is already past the reasoning; the block is the one ``r1lab.rewards.spans`` picks."""
+    content = answer_tag_span(text)
+    if content is None or len(content) > MAX_ANSWER_CHARS + 200:
         return None
-    start += len(_ANSWER_OPEN)
-    end = text.find(_ANSWER_CLOSE, start)
-    if end < 0 or end - start > MAX_ANSWER_CHARS + 200:
-        return None
-    content = text[start:end]
     if "\\boxed" in content or "\\fbox" in content:
         return last_boxed(content)
     content = content.strip()
     return content or None
 
 
-def extract_answer(completion: str, answer_tag: bool = False) -> str | None:
-    """The answer string a grader would read in ``completion``, or ``None`` (scores 0)."""
+_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?")
+
+
+def last_number(text: str) -> str | None:
+    """The last number literal in ``text`` (``1,234``, ``-7``, ``2.5``, ``3/4``), else ``None``.
+
+    >>> last_number("5 * 6 is 30, so the answer is 30.")
+    '30'
+    """
+    found = _NUMBER.findall(text[-MAX_ANSWER_CHARS:])
+    return found[-1].rstrip(",") if found else None
+
+
+def extract_answer(completion: str, answer_tag: bool = False, lenient: bool = False) -> str | None:
+    """The answer string a grader would read in ``completion``, or ``None`` (scores 0).
+
+    ``lenient``: with no box (or answer block), the last number after the reasoning is the answer
+    (lm-eval-harness's "flexible extract" for GSM8K), for models that state results in prose.
+    """
     text = after_think(completion)
     if text is None:
         return None
     answer = last_answer_tag(text) if answer_tag else last_boxed(text)
+    if answer is None and lenient:
+        answer = last_number(text)
     if answer is None or len(answer) > MAX_ANSWER_CHARS:
         return None
     return answer

@@ -1,0 +1,54 @@
+"""Arithmetic, a task a 135M instruct model can start on: ``What is 17 * 6?``.
+
+Why it exists: SmolLM2-135M-Instruct solves no 3-number Countdown problem and never writes a
+``\\boxed{}`` answer, so under strict verifiers every GRPO reward is 0 and there is nothing to
+learn from. On one-operation arithmetic with a first operand up to 30 and a second up to 12 it
+is right in some samples and not others (measured: 13% of samples right on single-digit sums,
+21% on single-digit products, 4% on 2-digit sums; the model often states the result in a
+sentence), so group-relative advantages have signal from the first step.
+
+Rows are the math task's normalised layout (``id, question, answer, level``), so the math
+verifier grades them; ``level`` is the operation (``+``, ``-``, ``*``), which evaluation uses as
+the difficulty label. Problems are every ``a op b`` with ``1 <= a <= operand_max`` and
+``1 <= b <= second_max``, shuffled by ``seed``: the first ``num_test`` are the held-out split,
+the rest (up to ``num_train``) the training split, so the two never share a problem.
+"""
+from __future__ import annotations
+
+import random
+
+from datasets import Dataset
+
+from r1lab.data.math_data import FEATURES
+
+OPERATIONS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b}
+
+
+def question_text(a: int, op: str, b: int) -> str:
+    """>>> question_text(17, '*', 6)
+    'What is 17 * 6? Put the final answer in \\\\boxed{}.'
+    """
+    return f"What is {a} {op} {b}? Put the final answer in \\boxed{{}}."
+
+
+def make_splits(num_train: int, num_test: int, operand_max: int = 30, second_max: int = 12, seed: int = 0) -> dict[str, Dataset]:
+    """``{"train", "test"}`` of disjoint problems (see the module docstring)."""
+    problems = [(a, op, b) for op in OPERATIONS for a in range(1, operand_max + 1) for b in range(1, second_max + 1)]
+    if num_test >= len(problems):
+        raise ValueError(
+            f"task.arith.num_test={num_test} leaves no training problems: there are only {len(problems)} "
+            f"with operand_max={operand_max}, second_max={second_max}; raise them or lower num_test"
+        )
+    random.Random(seed).shuffle(problems)
+    test, train = problems[:num_test], problems[num_test:num_test + num_train]
+
+    def rows(split: str, items: list[tuple[int, str, int]]) -> Dataset:
+        cols: dict[str, list] = {name: [] for name in FEATURES}
+        for i, (a, op, b) in enumerate(items):
+            cols["id"].append(f"arith_{split}-{i}")
+            cols["question"].append(question_text(a, op, b))
+            cols["answer"].append(str(OPERATIONS[op](a, b)))
+            cols["level"].append(op)
+        return Dataset.from_dict(cols, features=FEATURES)
+
+    return {"train": rows("train", train), "test": rows("test", test)}

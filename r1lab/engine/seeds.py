@@ -1,0 +1,31 @@
+"""Every seed a stage derives, in one place: from (the stage's seed, purpose, step, rank).
+
+A stage's ``seed`` field is the run's ``seed`` unless the recipe sets it, so the stage enters
+through it. Each purpose is its own stream, so adding draws for one purpose never shifts
+another's, and a resumed run draws exactly what the uninterrupted run drew (the step is part of
+the seed). The formulas are the ones r1lab has always used, kept so that runs reproduce across
+versions; a new purpose gets a new entry.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+SEED_STREAMS: dict[str, Callable[[int, int, int], int]] = {
+    # GRPO rollouts: one stream per sampling round ("step" = rounds drawn so far) and rank
+    "grpo/sampling": lambda seed, step, rank: seed * 1_000_003 + step * 1009 + rank,
+    # GRPO's subsample of zero-advantage rows that run for the entropy term
+    "grpo/entropy": lambda seed, step, rank: (seed * 1009 + rank) * 1_000_003 + step * 7919 + 17,
+    # rejection sampling and DPO pair sampling: one pass
+    "sampled_prompts": lambda seed, step, rank: seed * 1_000_003 + step * 1009 + rank,
+}
+
+
+def derive_seed(seed: int, purpose: str, step: int = 0, rank: int = 0) -> int:
+    """The seed of ``purpose`` at ``step`` on ``rank``.
+
+    >>> derive_seed(0, "grpo/sampling", step=2, rank=1)
+    2019
+    """
+    if purpose not in SEED_STREAMS:
+        raise KeyError(f"no seed stream {purpose!r}; known: {', '.join(SEED_STREAMS)}")
+    return SEED_STREAMS[purpose](seed, step, rank)
