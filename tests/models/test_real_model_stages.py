@@ -118,3 +118,46 @@ def test_sft_then_grpo_with_lora_train_only_adapters_and_exports_agree(tmp_path,
     grpo_model = load_model(str(ctx.checkpoint_dir), dtype=torch.float32)  # merged export
     moved = sorted({k.rsplit(".", 2)[-2] for k, v in grpo_model.state_dict().items() if not torch.equal(v, after[k])})
     assert moved == ["q_proj", "v_proj"]
+
+
+def test_rejection_sampling_and_dpo_with_lora_on_the_real_model(tmp_path, real):
+    from datasets import load_from_disk
+
+    from r1lab.rewards.math import math_reward
+    from r1lab.stages.dpo import run_dpo
+    from r1lab.stages.rejection import run_rejection
+
+    _, tok = real
+    arith = {"name": "arith", "lenient_answer": True, "countdown": {}}
+    box = " Put the final answer in \\boxed{}."  # the arith task's wording
+    answers = {"a": "7", "b": "18", "c": "5"}
+    problems = write_jsonl(tmp_path / "p.jsonl", [
+        {"id": "a", "question": "What is 3 + 4?" + box, "answer": "7"},  # measured greedy answers: 7, 18 (right), 3 (wrong)
+        {"id": "b", "question": "What is 2 * 9?" + box, "answer": "18"},
+        {"id": "c", "question": "What is 9 - 4?" + box, "answer": "5"},
+    ])
+    # rejection sampling, greedy: keeps the verified answers (the model states them in prose, so
+    # the strict <think>/<answer> filter is off; the others stay on)
+    rejection = {"kind": "rejection", "source": problems, "num_prompts": 3, "samples_per_prompt": 2, "temperature": 0.0,
+                 "max_new_tokens": 40, "readability": {"well_formed": False}}
+    ctx = make_ctx(tmp_path / "rejection", NAME, {"rejection": rejection}, task=arith, template="chat")
+    run_rejection(ctx)
+    kept = load_from_disk(str(ctx.stage_dir / "dataset"))
+    assert len(kept) >= 1
+    assert math_reward(kept["response"], [answers[i] for i in kept["prompt_id"]], lenient=True).tolist() == [1.0] * len(kept)
+
+    # DPO with LoRA from a pairs file: the first step's loss is ln 2 (policy = reference), and only adapters move
+    pairs = write_jsonl(tmp_path / "pairs.jsonl", [
+        {"prompt": "What is 12 + 7?", "chosen": "12 + 7 = 19.", "rejected": "12 + 7 = 21."},
+        {"prompt": "What is 6 * 7?", "chosen": "6 * 7 = 42.", "rejected": "6 * 7 = 36."},
+    ])
+    dpo = {"kind": "dpo", "data": pairs, "steps": 1, "batch_size": 2, "micro_batch_per_device": 2, "max_length": 64, "lr": 1e-3}
+    ctx = make_ctx(tmp_path / "dpo", NAME, {"dpo": dpo}, task=arith, template="chat", lora={**LORA, "merge_on_save": False})
+    run_dpo(ctx)
+    step = json.loads((ctx.stage_dir / "metrics.jsonl").read_text().splitlines()[0])
+    assert abs(step["loss"] - 0.6931472) < 1e-4 and step["grad_norm"] > 0
+    assert (ctx.checkpoint_dir / "adapter_config.json").exists()
+    merged = load_base_with_adapter(str(ctx.checkpoint_dir), lambda p: load_model(p, dtype=torch.float32))
+    before = real[0].state_dict()
+    moved = sorted({k.rsplit(".", 2)[-2] for k, v in merged.state_dict().items() if not torch.equal(v, before[k])})
+    assert moved == ["q_proj", "v_proj"]

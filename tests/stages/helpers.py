@@ -22,8 +22,10 @@ def write_jsonl(path: Path, rows: list[dict]) -> str:
     return str(path)
 
 
-def make_ctx(stage_dir: Path, model: str, stages: dict, train_file: str | None = None, **model_cfg) -> StageContext:
+def make_ctx(stage_dir: Path, model: str, stages: dict, train_file: str | None = None, task: dict | None = None,
+             **model_cfg) -> StageContext:
     """A context for the LAST stage of ``stages`` (earlier ones only matter as config);
+    ``task``: fields of the run's ``task`` config over the tiny Countdown default;
     ``model_cfg``: fields of the run's ``model`` config (e.g. template, lora)."""
     raw = OmegaConf.merge(
         OmegaConf.structured(RunConfig),
@@ -31,7 +33,7 @@ def make_ctx(stage_dir: Path, model: str, stages: dict, train_file: str | None =
             "name": "test",
             "model": {"name_or_path": model, "template": "r1_zero_short", **model_cfg},
             "task": {"name": "countdown", "question_style": "short", "train_file": train_file, "test_file": train_file,
-                     "countdown": {"num_train": 40, "num_test": 5, "num_test_hard": 0}},
+                     "countdown": {"num_train": 40, "num_test": 5, "num_test_hard": 0}, **(task or {})},
             "engine": {"precision": "fp32"},
             "tracking": {"wandb": {"mode": "disabled"}, "progress_bar": False},
             "stages": stages,
