@@ -105,6 +105,15 @@ def source_options(cfg: TaskConfig, which: str) -> dict[str, Any]:
     }
 
 
+def files_over(splits: dict[str, Dataset], cfg: TaskConfig, load_file: Callable[..., Dataset]) -> dict[str, Dataset]:
+    """``splits`` with ``task.train_file`` / ``task.test_file``, where set, read in their place."""
+    for which in ("train", "test"):
+        path = getattr(cfg, f"{which}_file")
+        if path:
+            splits[which] = load_file(path, **source_options(cfg, which))
+    return splits
+
+
 def _countdown(cfg: TaskConfig) -> Task:
     from r1lab.data.countdown import CountdownAnalysis, make_splits, question_text
     from r1lab.data.files import load_countdown_file
@@ -120,10 +129,7 @@ def _countdown(cfg: TaskConfig) -> Task:
         target_range=(c.target_min, c.target_max),
         seed=c.seed,
     )
-    if cfg.train_file:
-        splits["train"] = load_countdown_file(cfg.train_file, **source_options(cfg, "train"))
-    if cfg.test_file:
-        splits["test"] = load_countdown_file(cfg.test_file, **source_options(cfg, "test"))
+    splits = files_over(splits, cfg, load_countdown_file)
     style = cfg.question_style
     return Task(
         name="countdown",
@@ -138,60 +144,42 @@ def _countdown(cfg: TaskConfig) -> Task:
 
 
 def _math(cfg: TaskConfig) -> Task:
-    from r1lab.data.math_data import load_math_file
-
     if not cfg.train_file or not cfg.test_file:
         raise ValueError(
             "task.name=math needs task.train_file and task.test_file (GSM8K or MATH layout jsonl/parquet, "
             "a dataset folder or a hub id such as openai/gsm8k with task.subset=main)"
         )
-    splits = {
-        "train": load_math_file(cfg.train_file, **source_options(cfg, "train")),
-        "test": load_math_file(cfg.test_file, **source_options(cfg, "test")),
-    }
     suffix = " Put the final answer in \\boxed{}." if not cfg.answer_tag else ""
-    reward, analysis = _math_answers(cfg)
-    return Task(
-        name="math",
-        splits=splits,
-        correctness_reward=reward,
-        reward_columns=("answer",),
-        question=lambda row: row["question"] + suffix,
-        load_file=load_math_file,
-        answer_opener="<answer>" if cfg.answer_tag else "\\boxed{",
-        analysis=analysis,
-    )
-
-
-def _math_answers(cfg: TaskConfig) -> tuple[str, MathAnalysis]:
-    """How a math-layout task reads answers: its correctness reward and the analysis that reads
-    answers the same way."""
-    if cfg.answer_tag and cfg.lenient_answer:
-        raise ValueError("task.answer_tag and task.lenient_answer are exclusive: choose one way to read answers")
-    reward = "math_answer_tag" if cfg.answer_tag else "math_lenient" if cfg.lenient_answer else "math"
-    return reward, MathAnalysis(answer_tag=cfg.answer_tag, lenient=cfg.lenient_answer)
+    return _math_layout_task("math", {}, cfg, lambda row: row["question"] + suffix)
 
 
 def _arith(cfg: TaskConfig) -> Task:
     from r1lab.data.arith import make_splits
-    from r1lab.data.math_data import load_math_file
 
     a = cfg.arith
     splits = make_splits(a.num_train, a.num_test, a.operand_max, a.second_max, a.seed)
-    if cfg.train_file:
-        splits["train"] = load_math_file(cfg.train_file, **source_options(cfg, "train"))
-    if cfg.test_file:
-        splits["test"] = load_math_file(cfg.test_file, **source_options(cfg, "test"))
-    reward, analysis = _math_answers(cfg)
+    return _math_layout_task("arith", splits, cfg, lambda row: row["question"])
+
+
+def _math_layout_task(name: str, splits: dict[str, Dataset], cfg: TaskConfig, question: Callable[[dict[str, Any]], str]) -> Task:
+    """A task of math-layout rows (``id, question, answer, level``), graded by the math verifier:
+    ``splits`` with the task's files read over them, the answer read one way by the reward and
+    the analysis (the last ``\\boxed{}``; ``<answer>`` with ``task.answer_tag``; the last number
+    as a fallback with ``task.lenient_answer``)."""
+    from r1lab.data.math_data import load_math_file
+
+    if cfg.answer_tag and cfg.lenient_answer:
+        raise ValueError("task.answer_tag and task.lenient_answer are exclusive: choose one way to read answers")
+    reward = "math_answer_tag" if cfg.answer_tag else "math_lenient" if cfg.lenient_answer else "math"
     return Task(
-        name="arith",
-        splits=splits,
+        name=name,
+        splits=files_over(splits, cfg, load_math_file),
         correctness_reward=reward,
         reward_columns=("answer",),
-        question=lambda row: row["question"],
+        question=question,
         load_file=load_math_file,
-        answer_opener="\\boxed{",
-        analysis=analysis,
+        answer_opener="<answer>" if cfg.answer_tag else "\\boxed{",
+        analysis=MathAnalysis(answer_tag=cfg.answer_tag, lenient=cfg.lenient_answer),
     )
 
 
