@@ -17,9 +17,14 @@ layer  units                                         why here
                                                      algorithms' own ``*Config`` dataclasses (a
                                                      component owns its config; config collects
                                                      them), so they must not import config back.
-1      ``r1lab.config`` (schema, store, errors)       The typed schema, Hydra registration, and
-                                                     the user-facing errors (``config.errors``)
+1      ``r1lab.config`` (schema, store, errors),      The typed schema, Hydra registration, and
+       ``r1lab.tools``                                the user-facing errors (``config.errors``)
                                                      that every console script reports through.
+                                                     tools (called mid-rollout) import rewards
+                                                     (the calculator is the Countdown evaluator),
+                                                     so they sit above layer 0; config declares
+                                                     its own ``ToolsConfig``, so neither imports
+                                                     the other.
 2      ``r1lab.data``, ``r1lab.models``,              Components built from the config. engine
        ``r1lab.engine``, ``r1lab.tracking``           (DeepSpeed, torch.distributed, checkpoints)
                                                      is a peer of models, not below config: it
@@ -66,6 +71,7 @@ LAYERS: dict[str, int] = {
     "r1lab.algorithms": 0,
     "r1lab.rewards": 0,
     "r1lab.config": 1,
+    "r1lab.tools": 1,  # imports rewards (the calculator reuses the Countdown evaluator), never config
     "r1lab.data": 2,
     "r1lab.models": 2,
     "r1lab.engine": 2,

@@ -145,6 +145,23 @@ class TrackingConfig:
 
 
 @dataclass
+class ToolsConfig:
+    """Tools a rollout may call mid-reasoning (``r1lab.tools``, ``r1lab.rollout.tool_calls``).
+
+    The model writes ``<tool>INPUT</tool>`` (``<tool>NAME: INPUT</tool>`` when several tools are
+    enabled); sampling pauses there, the tool runs, its output is appended as
+    ``<result>OUTPUT</result>`` (tokens the policy did not sample: masked from the loss) and
+    sampling continues from the exact token ids so far. ``max_new_tokens`` of the stage counts
+    sampled and tool tokens together."""
+
+    names: list[str] = field(default_factory=list)  # enabled tools: calculator | python; empty = no tool calls
+    max_calls: int = 4  # tool calls per completion; a call past it gets an error result and ends tool use
+    timeout_s: float = 5.0  # wall-clock limit of one call; a call that outlives it returns an error (and its process is killed)
+    max_result_chars: int = 200  # longer tool outputs are cut to this many characters
+    memory_mb: int = 512  # python: address-space limit of the sandboxed process
+
+
+@dataclass
 class EvalConfig:
     """Held-out evaluation run after every stage (and on the starting model)."""
 
@@ -160,6 +177,7 @@ class EvalConfig:
     every: int = 0  # during training: optimizer steps between evaluations on a subset (0 = off)
     every_num_problems: int = 100  # during training: the first N problems of the split
     every_samples: int = 4  # during training: samples per problem
+    tools: ToolsConfig = field(default_factory=ToolsConfig)  # tools the evaluated model may call (a tool-trained model is evaluated with its tools)
 
 
 @dataclass
@@ -237,6 +255,7 @@ class SFTStageConfig(StageConfig):
     packing: bool = False  # concatenate examples into max_length rows instead of padding
     trace_behaviours: bool = True  # traces: show search, dead ends and verification
     trace_wrong_answer_rate: float = 0.0  # traces: fraction with a wrong final answer (priming ablation)
+    trace_tools: bool = False  # traces: each attempt is a calculator call (<tool>EXPR</tool><result>V</result> no|yes); results are masked from the loss
 
 
 @dataclass
@@ -275,6 +294,7 @@ class GRPOStageConfig(StageConfig):
     # 1/fraction: the same term in expectation, at a fraction of the cost (1.0 = all of them).
     entropy_sample_fraction: float = 1.0
     logprob_chunk: int = 1024  # positions per chunk when computing log-probs (bounds logits memory)
+    tools: ToolsConfig = field(default_factory=ToolsConfig)  # tools the rollouts may call (multi-turn); default none
     # reward name -> its parameters, for the rewards that take some (each one's params dataclass in
     # r1lab.rewards: RewardModelParams, RoutedParams), e.g. {reward_model: {path: my/rm, batch_size: 16}}
     reward_params: dict[str, Any] = field(default_factory=dict)
@@ -350,6 +370,7 @@ class ReadabilityConfig:
     repetition: bool = True  # reject degenerate loops: repeated word n-grams above the threshold
     repetition_ngram: int = 4  # n of the whitespace-separated word n-grams
     max_repeated_fraction: float = 0.5  # share of the n-grams that repeat an earlier one, in [0, 1]
+    true_claims: bool = True  # reject reasoning with a false arithmetic claim ("6-1=7": r1lab.rewards.claims)
 
 
 @dataclass
@@ -364,6 +385,7 @@ class SampledPromptsConfig(StageConfig):
     top_p: float = 1.0
     generation_batch_size: int = 256  # sequences generated together on one process
     readability: ReadabilityConfig = field(default_factory=ReadabilityConfig)  # what a kept / chosen completion must pass
+    tools: ToolsConfig = field(default_factory=ToolsConfig)  # tools the sampled completions may call
 
 
 @dataclass

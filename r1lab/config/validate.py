@@ -58,6 +58,25 @@ def check_stage(name: str, cfg: Any) -> None:
         raise ConfigError(str(err)) from None
     if cfg.schedule not in ("cosine", "linear", "constant"):
         raise ConfigError(f"stages.{name}.schedule={cfg.schedule!r}; valid: cosine, linear, constant")
+    if getattr(cfg, "tools", None) is not None:
+        check_tools(cfg.tools, f"stages.{name}.tools")
+
+
+def check_tools(cfg, at: str) -> None:
+    """Every named tool is registered (``r1lab.tools``) and the limits can work."""
+    from r1lab.tools import TOOLS
+
+    for tool in cfg.names:
+        if tool not in TOOLS:
+            raise ConfigError(f"{at}.names: {tool!r} is not a tool; valid: {', '.join(sorted(TOOLS))}")
+    if len(set(cfg.names)) != len(cfg.names):
+        raise ConfigError(f"{at}.names={list(cfg.names)} names a tool twice")
+    if cfg.max_calls < 1 or cfg.timeout_s <= 0 or cfg.max_result_chars < 1 or cfg.memory_mb < 16:
+        raise ConfigError(
+            f"{at}: max_calls >= 1, timeout_s > 0, max_result_chars >= 1 and memory_mb >= 16 are needed "
+            f"(got {cfg.max_calls}, {cfg.timeout_s}, {cfg.max_result_chars}, {cfg.memory_mb}); "
+            f"to turn tools off, set {at}.names=[]"
+        )
 
 
 ROLLOUT_BACKENDS = ("hf", "vllm")
@@ -107,5 +126,6 @@ def validate(cfg: DictConfig) -> tuple[RunConfig, list[Stage]]:
         raise ConfigError(f"task.name={run.task.name!r}; valid: {', '.join(TASKS)}")
     if run.eval.samples < 1:
         raise ConfigError("eval.samples must be >= 1")
+    check_tools(run.eval.tools, "eval.tools")
     check_rollout(run.rollout)
     return run, stages

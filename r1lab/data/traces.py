@@ -27,6 +27,27 @@ check line); ``wrong_answer=True`` ends on a wrong attempt that is nevertheless 
 and ``ok`` (the arithmetic of every step stays correct, only the judgement is wrong), as in the
 "priming with incorrect solutions" experiment of Gandhi et al. (2025), "Cognitive Behaviors that
 Enable Self-Improving Reasoners".
+
+Tool variant (``tools=True``): each attempt line is one ``calculator`` call on the attempt's whole
+expression (:attr:`Attempt.expr`), then the comparison with the target::
+
+    <tool>7*5-3</tool><result>32</result> no
+    <tool>7*3-5</tool><result>16</result> no
+    <tool>5*3+7</tool><result>22</result> yes
+    </think>
+    <answer>5*3+7</answer>
+
+There is no ``check`` line: the tool result is the check. ``<result>...</result>`` holds exactly
+what the calculator returns (``r1lab.tools``: the exact value, an integer as ``22``, anything else
+as a reduced fraction ``24/5`` or ``-2``; computed here with the reference evaluator
+``r1lab.rewards.countdown.parse_expression``); the SFT stage masks that span from the loss, as the
+rollout framework appends it and the policy never samples it. The attempts, their order, the
+number of dead ends and the use of ``rng`` are those of the plain trace of the same seed; only the
+writing differs. (Duplicates are dropped by the written line in both variants, so in the rare case
+where two different step sequences build the same expression, e.g. ``a*b-c*d``, the tool trace
+skips the repeat and takes the next-ranked attempt instead of calling the tool twice on the same
+input.) ``behaviours=False`` keeps only the successful call line; ``wrong_answer=True`` marks the
+last failing attempt ``yes``, its result shown honestly (``<result>21</result> yes`` for target 22).
 """
 from __future__ import annotations
 
@@ -39,10 +60,22 @@ from typing import Sequence
 
 from datasets import Dataset
 
+from r1lab.rewards.spans import RESULT_CLOSE, RESULT_OPEN, TOOL_CLOSE, TOOL_OPEN
 from r1lab.data.countdown import Number, apply_op, is_solution, join_expr
+from r1lab.rewards.countdown import parse_expression
 
 # The whole phrase vocabulary of a trace.
 NO, YES, CHECK, OK = "no", "yes", "check", "ok"
+
+
+def calculator_text(expr: str) -> str:
+    """What the ``calculator`` tool returns for ``expr``: its exact value, an integer as digits,
+    otherwise a reduced fraction (``str`` of a ``Fraction``).
+
+    >>> calculator_text("5*3+7"), calculator_text("(5+7)*2/5"), calculator_text("3-5")
+    ('22', '24/5', '-2')
+    """
+    return str(parse_expression(expr)[0])
 
 
 def format_value(v: Number) -> str:
@@ -67,6 +100,10 @@ class Attempt:
     def line(self, verdict: str) -> str:
         body = " ".join(f"{format_value(a)}{op}{format_value(b)}={format_value(c)}" for a, op, b, c in self.steps)
         return f"{body} {verdict}"
+
+    def tool_line(self, verdict: str) -> str:
+        """The attempt as one calculator call on its whole expression, then the verdict."""
+        return f"{TOOL_OPEN}{self.expr}{TOOL_CLOSE}{RESULT_OPEN}{calculator_text(self.expr)}{RESULT_CLOSE} {verdict}"
 
 
 def _moves(a: Number, b: Number, integers_only: bool) -> list[tuple[int, str]]:
@@ -121,12 +158,15 @@ def make_trace(
     max_attempts: int = 4,
     behaviours: bool = True,
     wrong_answer: bool = False,
+    tools: bool = False,
 ) -> str:
     """The assistant response after ``<think>``: ``"...attempts...</think>\\n<answer>EXPR</answer>"``.
 
     The number of dead ends before the final attempt is uniform in ``[0, max_attempts)`` (fewer
     when the problem has fewer wrong attempts). ``EXPR`` uses every number once and equals
-    ``target`` unless ``wrong_answer``. Raises ``ValueError`` when the problem has no solution.
+    ``target`` unless ``wrong_answer``. With ``tools`` every attempt is a calculator call and
+    there is no check line (module docstring). Raises ``ValueError`` when the problem has no
+    solution.
     """
     if max_attempts < 1:
         raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
@@ -146,20 +186,21 @@ def make_trace(
     ranked_fails = sorted(fails, key=lambda a: _plausibility(a, target, largest, rng))
     n_dead = rng.randrange(max_attempts) if behaviours else 0
 
+    render = Attempt.tool_line if tools else Attempt.line
     lines: list[str] = []
     for a in ranked_fails:
         if len(lines) >= n_dead + (1 if wrong_answer else 0):
             break
-        line = a.line(NO)
-        if line not in lines:  # equal numbers make some attempts read the same
+        line = render(a, NO)
+        if line not in lines:  # equal numbers (or, with tools, equal expressions) make some attempts read the same
             lines.append(line)
     if wrong_answer and lines:
-        final = next(a for a in ranked_fails if a.line(NO) == lines[-1])
-        lines[-1] = final.line(YES)
+        final = next(a for a in ranked_fails if render(a, NO) == lines[-1])
+        lines[-1] = render(final, YES)
     else:
         final = ranked_wins[0]
-        lines.append(final.line(YES))
-    if behaviours:
+        lines.append(render(final, YES))
+    if behaviours and not tools:  # with tools the calculator's result is the check
         lines.append(f"{CHECK} {final.expr}={format_value(final.value)} {OK}")
     return "\n".join(lines) + f"\n</think>\n<answer>{final.expr}</answer>"
 
@@ -170,13 +211,15 @@ def make_sft_dataset(
     max_attempts: int = 4,
     behaviours: bool = True,
     wrong_answer_rate: float = 0.0,
+    tools: bool = False,
 ) -> Dataset:
     """``problems`` plus ``response`` (a :func:`make_trace`) and ``response_correct`` (whether
     its answer solves the problem).
 
     Deterministic in ``seed``: row ``i`` draws from its own stream, so a trace does not change
     when other rows are added or removed. Exactly ``round(wrong_answer_rate * len(problems))``
-    rows, chosen at random, get a wrong final answer.
+    rows, chosen at random, get a wrong final answer. ``tools``: calculator-call traces, the same
+    attempts as without (the same random streams).
     """
     if not 0.0 <= wrong_answer_rate <= 1.0:
         raise ValueError(f"wrong_answer_rate must be in [0, 1], got {wrong_answer_rate}")
@@ -186,7 +229,7 @@ def make_sft_dataset(
     for i, (numbers, target) in enumerate(zip(problems["numbers"], problems["target"])):
         rng = random.Random(f"r1lab/traces/{seed}/{i}")
         try:
-            trace = make_trace(numbers, target, rng, max_attempts, behaviours=behaviours, wrong_answer=i in wrong)
+            trace = make_trace(numbers, target, rng, max_attempts, behaviours=behaviours, wrong_answer=i in wrong, tools=tools)
         except ValueError as e:
             raise ValueError(f"cannot write a trace for problem row {i}: {e}") from None
         responses.append(trace)
@@ -198,4 +241,4 @@ def make_sft_dataset(
     return out.add_column("response", responses).add_column("response_correct", correct)
 
 
-__all__ = ["Attempt", "all_attempts", "format_value", "make_sft_dataset", "make_trace"]
+__all__ = ["Attempt", "all_attempts", "calculator_text", "format_value", "make_sft_dataset", "make_trace"]

@@ -17,6 +17,8 @@ SEED_STREAMS: dict[str, Callable[[int, int, int], int]] = {
     "grpo/entropy": lambda seed, step, rank: (seed * 1009 + rank) * 1_000_003 + step * 7919 + 17,
     # rejection sampling and DPO pair sampling: one pass
     "sampled_prompts": lambda seed, step, rank: seed * 1_000_003 + step * 1009 + rank,
+    # multi-turn rollouts: turn t >= 1 of a draw seeded ``seed`` (turn 0 uses ``seed`` itself)
+    "rollout/tool_turn": lambda seed, step, rank: (seed * 7919 + step * 104_729 + rank) % (2**63 - 1),
 }
 
 

@@ -12,8 +12,17 @@ Per problem: one greedy completion, and ``k`` samples at the eval temperature. F
 * ``ci95``: 95% percentile-bootstrap interval of each figure above, resampling problems
   (1,000 resamples, fixed seed): the k samples of a problem are correlated, problems are not;
 * ``by_difficulty``: the main figures per difficulty label (``r1lab.eval.answers``);
-* ``behaviours``: reasoning behaviours of the sampled completions (``r1lab.eval.behaviours``),
-  mean occurrences per completion and share of completions showing each.
+* ``behaviours``: reasoning behaviours of the sampled completions (``r1lab.rewards.behaviours``),
+  mean occurrences per completion and share of completions showing each;
+* ``process``: process validity, the arithmetic claims (``EXPR = VALUE``) of the reasoning judged
+  exactly (``r1lab.rewards.claims.process_figures``) over the sampled completions:
+  ``num_claims``, ``claims_per_completion``, ``true_claim_share`` (1.0 when there is no claim),
+  ``correct_with_false_claim`` (share of the correct completions with a false claim: right for the
+  wrong reasons), ``false_claim_completions``; the same over the greedy completions as
+  ``greedy_<name>``;
+* ``tools`` (only when the completions could call tools, ``eval.tools`` or a tool-calling
+  engine): ``r1lab.rollout.tool_calls.tool_metrics`` of the sampled completions (calls, errors
+  and timeouts per completion, share of completions calling, share of tokens written by tools).
 
 Problems are sharded over ranks, generated, gathered in order and scored on every rank.
 ``evaluate`` is what the pipeline calls; ``evaluate_with_samples`` also returns one record per
@@ -22,23 +31,25 @@ completion (``samples.jsonl`` of ``r1lab-eval``); ``scaling_curve`` measures tes
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 from datasets import Dataset
 
-from r1lab.config.schema import EvalConfig
+from r1lab.config.schema import EvalConfig, ToolsConfig
 from r1lab.data.task import Task
 from r1lab.engine import dist
 from r1lab.eval.answers import DISTANCE_CAP, task_analysis
 from r1lab.rewards.behaviours import BEHAVIOURS, behaviour_counts, behaviour_summary
+from r1lab.rewards.claims import claim_counts, process_figures
 from r1lab.eval.metrics import bootstrap_ci, ks_up_to, majority_correct, pass_at_k_per_problem
 from r1lab.models.templates import encode_prompt, full_response
 from r1lab.rewards import get_reward
 from r1lab.rollout.engine import RolloutEngine, SamplingParams, as_engine
-from r1lab.rollout.groups import sample_groups
+from r1lab.rollout.groups import Rollout, sample_groups
+from r1lab.rollout.tool_calls import tool_metrics
 
 BY_DIFFICULTY_FIGURES = ("greedy_accuracy", "sampled_accuracy", "pass@k", "maj@k", "answer_distance")
 
@@ -53,6 +64,7 @@ class Rollouts:
     seconds: float  # wall time of the generation (the slowest rank)
     correct: np.ndarray  # [P, k] the task's correctness reward, 0/1
     formatted: np.ndarray  # [P, k] R1's strict tag format, 0/1
+    tool_stats: dict[str, np.ndarray] = field(default_factory=dict)  # tool_calls.TOOL_STATS name -> [P, k]; {} without tools
 
 
 @dataclass
@@ -65,6 +77,8 @@ class Scored:
     keys: list[list[str | None]]  # normalised answers (majority-vote keys)
     distance: np.ndarray | None  # capped distance to the right answer, None for tasks without one
     behaviours: dict[str, np.ndarray]  # behaviour -> [P, k] counts
+    claims: np.ndarray | None = None  # [P, k] arithmetic claims in the reasoning (r1lab.rewards.claims)
+    true_claims: np.ndarray | None = None  # [P, k] of them, true
 
 
 def select_problems(task: Task, cfg: EvalConfig) -> Dataset:
@@ -84,26 +98,31 @@ def generate_rollouts(
     params: SamplingParams,
     batch_size: int,
     seed: int | None = None,
+    tools: ToolsConfig | None = None,
 ) -> Rollouts:
-    """k completions of each problem, scored (this rank's share, then gathered from all ranks)."""
+    """k completions of each problem, scored (this rank's share, then gathered from all ranks);
+    ``tools``: the tools the completions may call (None or no names: single-turn)."""
     weights = {task.correctness_reward: 0.0, "format": 0.0}
     start = time.time()
 
     def sample(indices: list[int]) -> list[tuple]:
         if not indices:
             return []
-        r = sample_groups(engine, tokenizer, task, template, list(problems.select(indices)), k, params, weights, seed, max_batch=batch_size)
+        r = sample_groups(engine, tokenizer, task, template, list(problems.select(indices)), k, params, weights, seed,
+                          max_batch=batch_size, tools=tools)
         correct, formatted = r.components[task.correctness_reward].tolist(), r.components["format"].tolist()
+        stats = {name: v.tolist() for name, v in r.tool_stats.items()}
         span = [range(i * k, (i + 1) * k) for i in range(len(indices))]
         return [
             ([r.texts[j] for j in js], [len(r.completions[j]) for j in js], [not bool(r.truncated[j]) for j in js],
-             [correct[j] for j in js], [formatted[j] for j in js])
+             [correct[j] for j in js], [formatted[j] for j in js], {name: [v[j] for j in js] for name, v in stats.items()})
             for js in span
         ]
 
     per_problem = dist.map_sharded(len(problems), sample)
     seconds = max(dist.all_gather_objects(time.time() - start))
     column = lambda c, dtype: np.asarray([p[c] for p in per_problem], dtype=dtype).reshape(-1, k)  # noqa: E731
+    with_stats = per_problem and all(p[5] for p in per_problem)  # every rank's completions could call tools
     return Rollouts(
         texts=[p[0] for p in per_problem],
         lengths=column(1, np.int64),
@@ -111,6 +130,8 @@ def generate_rollouts(
         seconds=seconds,
         correct=column(3, np.float32),
         formatted=column(4, np.float32),
+        tool_stats={name: np.asarray([p[5][name] for p in per_problem], dtype=np.float64).reshape(-1, k)
+                    for name in per_problem[0][5]} if with_stats else {},
     )
 
 
@@ -123,6 +144,7 @@ def score_rollouts(task: Task, template: str, rollouts: Rollouts, rows: dict[str
     analysis = task_analysis(task)
     keys = analysis.answer_keys(responses, rep)
     distance = analysis.distances(responses, rep)
+    claims = claim_counts(flat)
     return Scored(
         responses=[responses[i * k : (i + 1) * k] for i in range(p)],
         correct=rollouts.correct,
@@ -130,7 +152,30 @@ def score_rollouts(task: Task, template: str, rollouts: Rollouts, rows: dict[str
         keys=[keys[i * k : (i + 1) * k] for i in range(p)],
         distance=None if distance is None else distance.reshape(p, k),
         behaviours={b: c.reshape(p, k) for b, c in behaviour_counts(flat).items()},
+        claims=claims["claims"].reshape(p, k),
+        true_claims=claims["true_claims"].reshape(p, k),
     )
+
+
+def process_validity(greedy: Scored, sampled: Scored) -> dict[str, float] | None:
+    """eval.json's ``process``: the claims' figures of the sampled completions, then the greedy
+    ones' as ``greedy_<name>``; None when the scores carry no claim counts."""
+    if sampled.claims is None:
+        return None
+    out = process_figures({"claims": sampled.claims, "true_claims": sampled.true_claims}, sampled.correct)
+    if greedy.claims is not None:
+        g = process_figures({"claims": greedy.claims, "true_claims": greedy.true_claims}, greedy.correct)
+        out.update({f"greedy_{name}": v for name, v in g.items()})
+    return out
+
+
+def tool_figures_of(rollouts: Rollouts) -> dict[str, float]:
+    """eval.json's ``tools``: `tool_metrics` of the completions; {} when they could call none."""
+    if not rollouts.tool_stats:
+        return {}
+    k = rollouts.lengths.shape[1]
+    stats = {name: torch.from_numpy(v.reshape(-1)) for name, v in rollouts.tool_stats.items()}
+    return tool_metrics(Rollout(group_size=k, tool_stats=stats))
 
 
 def per_problem_figures(greedy: Scored, sampled: Scored, lengths: np.ndarray) -> dict[str, np.ndarray]:
@@ -169,7 +214,7 @@ def summarize(
             if source in figures:
                 row[name] = float(figures[source][sel].mean())
         by_difficulty[label] = row
-    return {
+    out = {
         "greedy_accuracy": mean["greedy_accuracy"],
         "sampled_accuracy": mean["sampled_accuracy"],
         "pass_at_k": {str(kk): mean[f"pass@{kk}"] for kk in ks},
@@ -183,6 +228,10 @@ def summarize(
         "by_difficulty": by_difficulty,
         "behaviours": behaviour_summary({b: c.reshape(-1) for b, c in sampled.behaviours.items()}),
     }
+    process = process_validity(greedy, sampled)
+    if process is not None:
+        out["process"] = process
+    return out
 
 
 def sample_records(
@@ -214,6 +263,11 @@ def sample_records(
             if scored.distance is not None:
                 rec["distance"] = float(scored.distance[i, j])
             rec.update({b: int(scored.behaviours[b][i, j]) for b in BEHAVIOURS})
+            if scored.claims is not None:
+                rec["claims"] = int(scored.claims[i, j])
+                rec["true_claims"] = int(scored.true_claims[i, j])
+            if rollouts.tool_stats:
+                rec["tool_calls"] = int(rollouts.tool_stats["calls"][i, j])
             out.append(rec)
     return out
 
@@ -232,10 +286,11 @@ def evaluate_with_samples(
     k = cfg.samples
     start = time.time()
     greedy = generate_rollouts(
-        engine, tokenizer, task, template, ds, 1, SamplingParams(cfg.max_new_tokens, temperature=0.0), cfg.batch_size
+        engine, tokenizer, task, template, ds, 1, SamplingParams(cfg.max_new_tokens, temperature=0.0), cfg.batch_size,
+        tools=cfg.tools,
     )
     params = SamplingParams(cfg.max_new_tokens, cfg.temperature, cfg.top_p)
-    sampled = generate_rollouts(engine, tokenizer, task, template, ds, k, params, cfg.batch_size, seed)
+    sampled = generate_rollouts(engine, tokenizer, task, template, ds, k, params, cfg.batch_size, seed, tools=cfg.tools)
     g = score_rollouts(task, template, greedy, rows)
     s = score_rollouts(task, template, sampled, rows)
     difficulty = task_analysis(task).difficulty(rows)
@@ -252,6 +307,8 @@ def evaluate_with_samples(
         "truncated_fraction": float((~sampled.stopped).mean()),
         "seconds": round(time.time() - start, 1),
     }
+    if sampled.tool_stats:
+        result["tools"] = tool_figures_of(sampled)
     records = sample_records(task, rows, difficulty, "greedy", greedy, g)
     records += sample_records(task, rows, difficulty, "sample", sampled, s)
     records.sort(key=lambda r: (r["problem"], r["kind"] != "greedy", r["sample"]))
@@ -290,7 +347,7 @@ def scaling_curve(
     out = []
     for budget in budgets:
         params = SamplingParams(budget, cfg.temperature, cfg.top_p)
-        r = generate_rollouts(engine, tokenizer, task, template, ds, big_k, params, cfg.batch_size, seed)
+        r = generate_rollouts(engine, tokenizer, task, template, ds, big_k, params, cfg.batch_size, seed, tools=cfg.tools)
         s = score_rollouts(task, template, r, rows)
         for k in sorted(samples):
             out.append(

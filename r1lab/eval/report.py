@@ -14,6 +14,10 @@ and writes into ``<run>/report/`` (or ``out_dir``):
   (``eval.every``), against optimizer steps;
 * ``eval.png``: greedy, avg@k, pass@k and maj@k per stage (start model included) with 95% CIs;
 * ``behaviours.png``: mean occurrences per completion of each reasoning behaviour per stage;
+* ``process.png``: process validity per stage (eval.json's ``process``: the share of the
+  reasoning's arithmetic claims that are true, of correct completions with a false claim, of all
+  completions with one), with a table of those figures and, for stages evaluated with tools,
+  one of tool use (eval.json's ``tools``);
 * ``report.md`` (the tables) and ``index.html`` (tables, plots, and completions with their
   rewards when a stage has ``samples.jsonl``, e.g. from ``r1lab-eval model=<stage dir>``).
 """
@@ -28,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from r1lab.rewards.behaviours import BEHAVIOURS, behaviour_summary
+from r1lab.rewards.claims import process_figures
 from r1lab.eval.tables import fmt, headline, markdown
 
 # Panels of a stage's training plot: panel title -> metric keys (the first present are drawn).
@@ -100,10 +105,14 @@ def metric_series(rows: list[dict]) -> dict[str, dict[str, tuple[list, list]]]:
             out[panel] = lines
     # key families: panel -> (key prefix, prefixes kept out of the panel)
     families = {
-        "held-out eval during training": ("eval/", ("eval/mean_response_length", "eval/seconds", "eval/behaviour/")),
+        "held-out eval during training": ("eval/", ("eval/mean_response_length", "eval/seconds", "eval/behaviour/",
+                                                    "eval/process/", "eval/tools/")),
         "held-out response length (tokens)": ("eval/mean_response_length", ()),
         "held-out behaviours per completion": ("eval/behaviour/", ()),
+        "held-out process validity": ("eval/process/", ("eval/process/num_claims", "eval/process/greedy_")),
+        "held-out tool use": ("eval/tools/", ("eval/tools/sampled_tokens",)),
         "behaviours per completion (rollouts)": ("behaviour/", ()),
+        "tool use (rollouts)": ("tools/", ("tools/sampled_tokens",)),
     }
     for panel, (prefix, skip) in families.items():
         lines = {k.rsplit("/", 1)[-1]: series(k) for k in sorted(keys) if k.startswith(prefix) and not k.startswith(skip)}
@@ -120,8 +129,42 @@ def stage_behaviours(s: StageData) -> dict[str, dict[str, float]] | None:
         import numpy as np
 
         recs = [r for r in _read_jsonl(s.samples) if r.get("kind", "sample") == "sample"]
-        if recs and all(b in recs[0] for b in BEHAVIOURS):
-            return behaviour_summary({b: np.array([r[b] for r in recs]) for b in BEHAVIOURS})
+        if recs and all(b in recs[0] for b in BEHAVIOURS[:5]):  # records from before false_verification lack it
+            present = [b for b in BEHAVIOURS if all(b in r for r in recs)]
+            return behaviour_summary({b: np.array([r[b] for r in recs]) for b in present})
+    return None
+
+
+# eval.json's process figures shown per stage: key -> column label
+PROCESS_COLUMNS = {
+    "claims_per_completion": "claims per completion",
+    "true_claim_share": "true claim share",
+    "correct_with_false_claim": "correct with a false claim",
+    "false_claim_completions": "completions with a false claim",
+    "greedy_true_claim_share": "greedy: true claim share",
+}
+PROCESS_SHARES = ("true_claim_share", "correct_with_false_claim", "false_claim_completions")  # plotted, in [0, 1]
+TOOL_COLUMNS = {
+    "calls_per_completion": "calls per completion",
+    "errors_per_completion": "errors per completion",
+    "timeouts_per_completion": "timeouts per completion",
+    "calling_share": "share calling",
+    "tool_token_share": "tool token share",
+}
+
+
+def stage_process(s: StageData) -> dict[str, float] | None:
+    """eval.json's ``process``; for an older eval.json, computed from the stage's sampled
+    completions when their records carry ``claims``; else None."""
+    if s.eval and s.eval.get("process"):
+        return s.eval["process"]
+    if s.samples is not None:
+        import numpy as np
+
+        recs = [r for r in _read_jsonl(s.samples) if r.get("kind", "sample") == "sample"]
+        if recs and all("claims" in r and "true_claims" in r for r in recs):
+            counts = {c: np.array([r[c] for r in recs]) for c in ("claims", "true_claims")}
+            return process_figures(counts, np.array([float(r.get("correct") or 0.0) for r in recs]))
     return None
 
 
@@ -158,12 +201,17 @@ def html_table(head: list[str], rows: list[list[Any]], raw_cols: tuple[int, ...]
 def completions(s: StageData, limit: int) -> tuple[list[str], list[list[Any]]]:
     """The first ``limit`` completions of the stage's samples.jsonl, with rewards and behaviours."""
     recs = _read_jsonl(s.samples)[:limit] if s.samples else []
-    head = ["problem", "kind", "question", "response", "correct", "format", "length", *BEHAVIOURS]
+    with_claims = any("claims" in r for r in recs)
+    with_tools = any("tool_calls" in r for r in recs)
+    head = ["problem", "kind", "question", "response", "correct", "format", "length", *BEHAVIOURS,
+            *(["true / all claims"] if with_claims else []), *(["tool calls"] if with_tools else [])]
     rows = []
     for r in recs:
         response = f"<pre>{html.escape(str(r.get('response', '')))}</pre>"
+        claims = f"{r['true_claims']} / {r['claims']}" if "claims" in r and "true_claims" in r else None
         rows.append([r.get("problem"), f"{r.get('kind')} {r.get('sample')}", r.get("question"), response,
-                     r.get("correct"), r.get("format"), r.get("length"), *[r.get(b) for b in BEHAVIOURS]])
+                     r.get("correct"), r.get("format"), r.get("length"), *[r.get(b) for b in BEHAVIOURS],
+                     *([claims] if with_claims else []), *([r.get("tool_calls")] if with_tools else [])])
     return head, rows
 
 
@@ -225,6 +273,27 @@ def write_report(run_dir: Path, out_dir: Path | None = None, max_completions: in
                      out / "behaviours.png", "Reasoning behaviours per stage", "occurrences per completion")
         body.append('<img src="behaviours.png" alt="behaviours per stage">')
         md.append("![behaviours](behaviours.png)")
+
+    process = [(s.name, p) for s in stages if (p := stage_process(s))]
+    if process:
+        phead = ["stage", *PROCESS_COLUMNS.values()]
+        prows = [[n, *[p.get(c) for c in PROCESS_COLUMNS]] for n, p in process]
+        md += ["## Process validity: arithmetic claims in the reasoning of sampled completions", markdown(phead, prows)]
+        body += ["<h2>Process validity</h2><p>Every <code>EXPR = VALUE</code> the reasoning states, judged exactly "
+                 "(<code>r1lab/rewards/claims.py</code>; text inside tool calls and results excluded). True claim "
+                 "share is 1.0 when there is no claim (see claims per completion); <em>correct with a false claim</em> "
+                 "is the share of correct completions whose reasoning states a falsehood.</p>", html_table(phead, prows)]
+        grouped_bars([n for n, _ in process], {PROCESS_COLUMNS[c]: [p.get(c) for _, p in process] for c in PROCESS_SHARES},
+                     out / "process.png", "Process validity per stage", "share", ylim=(0, 1.05))
+        body.append('<img src="process.png" alt="process validity per stage">')
+        md.append("![process](process.png)")
+    tools = [(s.name, s.eval["tools"]) for s in stages if s.eval and s.eval.get("tools")]
+    if tools:
+        thead = ["stage", *TOOL_COLUMNS.values()]
+        trows = [[n, *[t.get(c) for c in TOOL_COLUMNS]] for n, t in tools]
+        md += ["## Tool use of sampled completions", markdown(thead, trows)]
+        body += ["<h2>Tool use</h2><p>Calls per sampled completion, and the share of completion tokens a tool "
+                 "wrote (<code>r1lab/rollout/tool_calls.py</code>).</p>", html_table(thead, trows)]
 
     for s in stages:
         curves = metric_series(s.metrics)

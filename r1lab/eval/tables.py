@@ -46,7 +46,8 @@ def headline(result: dict) -> dict[str, float | None]:
 
 
 def eval_table(result: dict) -> str:
-    """One eval.json: figure, value, 95% interval; then difficulty and behaviour breakdowns."""
+    """One eval.json: figure, value, 95% interval; then difficulty, behaviour, process-validity and
+    tool-use breakdowns."""
     k = top_k(result)
     names = [("greedy accuracy", "greedy_accuracy", result["greedy_accuracy"])]
     names.append((f"avg@{k} (sampled accuracy, T={result['temperature']})", "sampled_accuracy", result["sampled_accuracy"]))
@@ -70,6 +71,13 @@ def eval_table(result: dict) -> str:
     if result.get("behaviours"):
         b = result["behaviours"]
         parts.append(markdown(("behaviour", "per completion", "share of completions"), [(n, b[n]["mean"], b[n]["rate"]) for n in BEHAVIOURS if n in b]))
+    if result.get("process"):
+        p = result["process"]
+        names = [n for n in p if not n.startswith("greedy_")]
+        parts.append(markdown(("process validity (arithmetic claims)", "sampled", "greedy"),
+                              [(n, p[n], p.get(f"greedy_{n}")) for n in names]))
+    if result.get("tools"):
+        parts.append(markdown(("tool use", "sampled"), list(result["tools"].items())))
     return "\n\n".join(parts)
 
 

@@ -10,7 +10,9 @@ Self-Improving Reasoners", plus R1's "aha" reflection phrases, each a set of phr
 * ``backtracking``: abandoning an approach. "doesn't/does not work", "not (quite) right/correct",
   "that's wrong", "too big/small/high/low", "try again", "try (something) else", "another
   approach/combination/way", "start over", "go back", "scrap that", "dead end"; in the trace
-  vocabulary a line with a computation (``=``) that ends with ``no`` (``9+7=16 16-8=8 no``).
+  vocabulary a line with a computation (``=``) that ends with ``no`` (``9+7=16 16-8=8 no``), and
+  in the tool vocabulary a line that ends with ``no`` after a tool's result
+  (``<tool>7*5-3</tool><result>32</result> no``).
 * ``subgoal``: splitting the problem into intermediate goals. "first, (I/we/let's)", "step 1",
   "break (this/it) down", "sub-goal", "intermediate (goal/step/result)", "next, (I/we/let's)",
   "then we need", "let's first".
@@ -20,6 +22,12 @@ Self-Improving Reasoners", plus R1's "aha" reflection phrases, each a set of phr
 * ``reflection``: R1's re-reading of its own reasoning. "wait", "aha", "hmm", "hold on",
   "on second thought", "actually,", "let me reconsider/re-evaluate/rethink/re-check",
   "I made a mistake", "mistake", "re-examine".
+* ``false_verification``: a verification (any of its phrases above) whose line states a false
+  arithmetic claim (``check 5*4+3=19 ok``: 5*4+3 is 23; :mod:`r1lab.rewards.claims`). It counts
+  here *instead of* as a ``verification``: a check that asserts a falsehood is not a check. The
+  line is the one the verification phrase matched on (from the newline before it to the one after;
+  a paragraph written as one line is one line). Last in ``BEHAVIOURS``, so the order of the five
+  above is unchanged.
 
 How. One compiled regex of named alternatives (one group per behaviour, case-insensitive,
 word-bounded, multi-line for the trace vocabulary) is run once over each reasoning text with
@@ -27,7 +35,9 @@ word-bounded, multi-line for the trace vocabulary) is run once over each reasoni
 Matches do not overlap, so "let me check" counts one verification, not a verification and a
 reflection; where two phrases could start at the same place the longer, more specific one is
 listed first. The reasoning text is what comes before ``</think>`` (the whole completion when
-there is none), so an answer's text is never counted.
+there is none), so an answer's text is never counted. A verification match is then judged on
+its line: the claims of the reasoning are found once (only when a verification matched and the
+text holds an ``=``) and a false one starting on that line makes it a ``false_verification``.
 
 These are surface patterns: they count what a model *writes* ("wait" used as a verb counts), not
 what it does. Tested on labelled examples in ``tests/rewards/test_behaviours.py``.
@@ -38,12 +48,13 @@ of its rollouts) and the evaluation import it, and neither may import the other.
 """
 from __future__ import annotations
 
+import bisect
 import re
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
-BEHAVIOURS = ("verification", "backtracking", "subgoal", "backward_chaining", "reflection")
+BEHAVIOURS = ("verification", "backtracking", "subgoal", "backward_chaining", "reflection", "false_verification")
 
 _NUM = r"-?\d+(?:\.\d+)?"
 _PATTERNS: dict[str, list[str]] = {
@@ -61,6 +72,7 @@ _PATTERNS: dict[str, list[str]] = {
     ],
     "backtracking": [
         r"=[^\n]*?[ \t]no[ \t]*$",  # trace vocabulary: "9+7=16 16-8=8 no"
+        r"</result>[^\n]*?\bno[ \t]*$",  # tool vocabulary: "<tool>7*5-3</tool><result>32</result> no"
         r"\b(?:doesn't|does not|didn't|did not|won't|will not) work\b",
         r"\bnot (?:quite )?(?:right|correct)\b",
         r"\b(?:that's|that is|this is|it's) wrong\b",
@@ -119,15 +131,36 @@ def reasoning_text(completion: str) -> str:
     return completion if end < 0 else completion[:end]
 
 
+def _behaviours_of(reasoning: str) -> Iterator[str]:
+    """The behaviour of every match in ``reasoning``, in order (a verification whose line holds a
+    false claim: ``false_verification``)."""
+    false_starts: list[int] | None = None  # starts of the false claims, found on first need
+    for m in BEHAVIOUR_REGEX.finditer(reasoning):
+        name = m.lastgroup
+        if name == "verification" and "=" in reasoning:
+            if false_starts is None:
+                from r1lab.rewards.claims import claims_in_reasoning  # lazy: claims imports this module
+
+                false_starts = [c.start for c in claims_in_reasoning(reasoning) if not c.true]
+            if false_starts:
+                line_start = reasoning.rfind("\n", 0, m.start()) + 1
+                line_end = reasoning.find("\n", m.start())
+                line_end = len(reasoning) if line_end < 0 else line_end
+                i = bisect.bisect_left(false_starts, line_start)
+                if i < len(false_starts) and false_starts[i] < line_end:  # claims never span a newline
+                    name = "false_verification"
+        yield name
+
+
 def count_behaviours(text: str) -> dict[str, int]:
     """Occurrences of each behaviour in the reasoning of one completion.
 
-    >>> count_behaviours("9+7=16 16-8=8 no\\n8*2=16 yes\\ncheck 8*2=16 ok\\n</think>")
-    {'verification': 1, 'backtracking': 1, 'subgoal': 0, 'backward_chaining': 0, 'reflection': 0}
+    >>> count_behaviours("9+7=16 16-8=8 no\\n8*2=16 yes\\ncheck 8*2=16 ok\\ncheck 8+2=11 ok\\n</think>")
+    {'verification': 1, 'backtracking': 1, 'subgoal': 0, 'backward_chaining': 0, 'reflection': 0, 'false_verification': 1}
     """
     counts = dict.fromkeys(BEHAVIOURS, 0)
-    for m in BEHAVIOUR_REGEX.finditer(reasoning_text(text)):
-        counts[m.lastgroup] += 1
+    for name in _behaviours_of(reasoning_text(text)):
+        counts[name] += 1
     return counts
 
 
@@ -135,8 +168,8 @@ def behaviour_counts(texts: Sequence[str]) -> dict[str, np.ndarray]:
     """Per behaviour, ``[N]`` int counts over ``texts``."""
     out = {b: np.zeros(len(texts), dtype=np.int64) for b in BEHAVIOURS}
     for i, text in enumerate(texts):
-        for m in BEHAVIOUR_REGEX.finditer(reasoning_text(text)):
-            out[m.lastgroup][i] += 1
+        for name in _behaviours_of(reasoning_text(text)):
+            out[name][i] += 1
     return out
 
 

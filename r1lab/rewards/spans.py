@@ -102,3 +102,30 @@ def answer_spans(responses: Sequence[str]) -> list[str]:
         open_ = c.rfind("<answer>", start, end)
         append(c[open_ + 8 : end] if open_ >= 0 else "")
     return out
+
+
+# --- tool calls (multi-turn rollouts, r1lab.rollout.tool_calls) ----------------------------------
+# The model writes TOOL_OPEN input TOOL_CLOSE; the framework appends RESULT_OPEN output RESULT_CLOSE
+# (tokens the policy did not sample). Every reader of a completion (loss masks, claims, traces)
+# takes the tags from here.
+TOOL_OPEN, TOOL_CLOSE = "<tool>", "</tool>"
+RESULT_OPEN, RESULT_CLOSE = "<result>", "</result>"
+
+
+def result_spans(text: str) -> list[tuple[int, int]]:
+    """``[start, end)`` character spans of every complete ``<result>...</result>``, tags included.
+
+    A ``<result>`` that never closes is not a span (the framework always appends the whole
+    ``<result>OUTPUT</result>``, so an unclosed one was written by the model).
+
+    >>> result_spans("<tool>2*3</tool><result>6</result> no")
+    [(16, 34)]
+    """
+    spans, start = [], text.find(RESULT_OPEN)
+    while start >= 0:
+        end = text.find(RESULT_CLOSE, start + len(RESULT_OPEN))
+        if end < 0:
+            break
+        spans.append((start, end + len(RESULT_CLOSE)))
+        start = text.find(RESULT_OPEN, end + len(RESULT_CLOSE))
+    return spans

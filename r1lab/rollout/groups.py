@@ -15,9 +15,11 @@ from typing import Any
 
 import torch
 
+from r1lab.config.schema import ToolsConfig
 from r1lab.models.templates import encode_prompt, full_response
 from r1lab.rewards import combine_rewards
 from r1lab.rollout.engine import RolloutEngine, SamplingParams
+from r1lab.rollout.tool_calls import tool_stats_of, with_tools
 
 
 @dataclass
@@ -31,6 +33,8 @@ class Rollout:
     truncated: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.bool))  # [N] cut at max_new_tokens
     rewards: torch.Tensor = field(default_factory=lambda: torch.zeros(0))  # [N] total reward
     components: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> [N], unweighted
+    tool_masks: list[list[int] | None] = field(default_factory=list)  # [N][len(completion)] 1 = written by a tool (None: no tools)
+    tool_stats: dict[str, torch.Tensor] = field(default_factory=dict)  # tool_calls.TOOL_STATS name -> [N]; {} without tools
     seconds_generate: float = 0.0  # wall time spent sampling
     seconds_reward: float = 0.0  # wall time spent scoring
 
@@ -59,6 +63,8 @@ class Rollout:
             truncated=self.truncated[rows],
             rewards=self.rewards[rows],
             components={k: v[rows] for k, v in self.components.items()},
+            tool_masks=[self.tool_masks[i] for i in rows] if self.tool_masks else [],
+            tool_stats={k: v[rows] for k, v in self.tool_stats.items()},
             seconds_generate=self.seconds_generate,
             seconds_reward=self.seconds_reward,
         )
@@ -76,6 +82,8 @@ class Rollout:
             truncated=torch.cat([r.truncated for r in parts]),
             rewards=torch.cat([r.rewards for r in parts]),
             components={k: torch.cat([r.components[k] for r in parts]) for k in first.components},
+            tool_masks=[m for r in parts for m in (r.tool_masks or [None] * len(r))],
+            tool_stats={k: torch.cat([r.tool_stats[k] for r in parts]) for k in first.tool_stats},
             seconds_generate=sum(r.seconds_generate for r in parts),
             seconds_reward=sum(r.seconds_reward for r in parts),
         )
@@ -93,13 +101,17 @@ def sample_groups(
     seed: int | None,
     format_gate: bool = False,
     max_batch: int = 0,
+    tools: ToolsConfig | None = None,
 ) -> Rollout:
     """Sample ``group_size`` completions for each row's question from ``engine`` and score them.
 
     ``reward_weights``: every reward to compute (weight 0: a component for the metrics only);
     ``format_gate``: every reward counts only in a response with R1's strict tag format (the
     ``format`` component must be among ``reward_weights``). ``seed``: the engine's draw.
+    ``tools``: the tools completions may call (multi-turn, `r1lab.rollout.tool_calls`); None or
+    no names: single-turn.
     """
+    engine = with_tools(engine, tokenizer, tools)
     prompt_ids = [encode_prompt(tokenizer, template, task.question(r)) for r in rows]
     prompts = [p for p in prompt_ids for _ in range(group_size)]
     start = time.time()
@@ -120,6 +132,8 @@ def sample_groups(
         truncated=torch.tensor([not c.stopped for c in completions], dtype=torch.bool),
         rewards=rewards,
         components=scored.components,
+        tool_masks=[c.tool_mask for c in completions],
+        tool_stats=tool_stats_of(completions),
         seconds_generate=generated - start,
         seconds_reward=time.time() - generated,
     )

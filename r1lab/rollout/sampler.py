@@ -30,6 +30,8 @@ class Completion:
     text: str
     stopped: bool  # ended on a stop string or EOS (False: cut at max_new_tokens)
     logprobs: list[float] | None = None  # [len(token_ids)] the sampler's log-prob of each token, temperature applied
+    tool_mask: list[int] | None = None  # [len(token_ids)] 1 where a tool wrote the token (multi-turn: r1lab.rollout.tool_calls)
+    tool_stats: dict[str, int] | None = None  # multi-turn: calls, errors, timeouts, tool_tokens, sampled_tokens
 
 
 def _stop_sequences(tokenizer, stops: list[str]) -> list[torch.Tensor]:

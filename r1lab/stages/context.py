@@ -105,8 +105,11 @@ class StageContext:
 
     def evaluate_during_training(self, engine: Engine, tokenizer, rollout=None, with_samples: bool = False):
         """``eval/<figure>`` on the first ``eval.every_num_problems`` held-out problems, sampled
-        by ``rollout`` (default: a rollout engine on the training model, closed after).
-        ``with_samples``: also the completions, one table row each (``EVAL_SAMPLE_COLUMNS``)."""
+        by ``rollout`` (default: a rollout engine on the training model, closed after): the headline
+        figures, ``eval/behaviour/<name>`` (mean per completion), ``eval/process/<name>`` (eval.json's
+        ``process``: claims judged exactly) and, when the completions could call tools,
+        ``eval/tools/<name>``. ``with_samples``: also the completions, one table row each
+        (``EVAL_SAMPLE_COLUMNS``)."""
         from r1lab.eval.evaluate import evaluate_with_samples  # the eval package imports the rollout sampler
 
         ev = self.run.eval
@@ -122,6 +125,8 @@ class StageContext:
         keys = ("greedy_accuracy", "sampled_accuracy", "format_rate", "mean_response_length", "seconds")
         figures = {f"eval/{k}": float(result[k]) for k in keys}
         figures.update({f"eval/behaviour/{b}": v["mean"] for b, v in result["behaviours"].items()})
+        figures.update({f"eval/process/{name}": float(v) for name, v in (result.get("process") or {}).items()})
+        figures.update({f"eval/tools/{name}": float(v) for name, v in (result.get("tools") or {}).items()})
         if not with_samples:
             return figures
         return figures, [{c: r[c] for c in EVAL_SAMPLE_COLUMNS if c in r} for r in records]

@@ -40,10 +40,13 @@ from r1lab.models.templates import encode_prompt
 from r1lab.stages.context import StageContext, ceil_div, micro_batches, per_rank, step_indices
 from r1lab.stages.filters import build_pairs
 from r1lab.stages.rejection import prompt_rows, sample_all_ranks
-from r1lab.stages.sft import collate
+from r1lab.stages.sft import collate, encode_response
 from r1lab.stages.registry import register_stage
 
-PairIds = tuple[list[int], list[int], list[int]]  # (prompt, chosen response, rejected response) token ids
+# (prompt, chosen, rejected): token ids; each response as (ids, loss mask), the mask None when the
+# response holds no tool output (else 0 on its <result>...</result> tokens: the policy did not write them)
+Response = tuple[list[int], "list[int] | None"]
+PairIds = tuple[list[int], Response, Response]
 
 
 def on_policy_pairs(ctx: StageContext, model, tokenizer) -> tuple[Dataset, dict]:
@@ -106,15 +109,18 @@ def load_pairs(ctx: StageContext, model, tokenizer) -> Dataset:
 def tokenize_pairs(pairs: Dataset, tokenizer, template: str) -> list[PairIds]:
     eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
 
-    def ids(text: str) -> list[int]:
-        return tokenizer(text, add_special_tokens=False).input_ids + eos
+    def response(text: str) -> Response:
+        ids, mask = encode_response(tokenizer, text)
+        return ids + eos, None if mask is None else mask + [1] * len(eos)
 
-    return [(encode_prompt(tokenizer, template, r["prompt"]), ids(r["chosen"]), ids(r["rejected"])) for r in pairs]
+    return [(encode_prompt(tokenizer, template, r["prompt"]), response(r["chosen"]), response(r["rejected"])) for r in pairs]
 
 
 def collate_pairs(batch: list[PairIds], pad_id: int, max_length: int) -> dict[str, torch.Tensor]:
-    """Rows ``[2b, T]``: the b chosen sequences, then the b rejected ones (one forward for both)."""
-    return collate([(p, c) for p, c, _ in batch] + [(p, r) for p, _, r in batch], pad_id, max_length, packing=False)
+    """Rows ``[2b, T]``: the b chosen sequences, then the b rejected ones (one forward for both);
+    tool output carries no loss and no log-prob."""
+    rows = [(p, *c) for p, c, _ in batch] + [(p, *r) for p, _, r in batch]
+    return collate([row if row[2] is not None else row[:2] for row in rows], pad_id, max_length, packing=False)
 
 
 def sequence_logps(model, b: dict[str, torch.Tensor], chunk: int) -> tuple[torch.Tensor, torch.Tensor]:

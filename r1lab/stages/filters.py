@@ -14,6 +14,9 @@ one scored completion::
 Readability filters (DeepSeek-R1, section 2.3.3: "we have filtered out chain-of-thought with
 mixed languages, long paragraphs, and code blocks") are a registry of predicates with one
 signature, ``fn(sample, cfg) -> bool`` (True = keep); config switches each one on or off.
+Beyond R1's list, ``true_claims`` refuses reasoning that states a false arithmetic claim
+(``6-1=7``, ``check 6-1/1=10 ok``: :mod:`r1lab.rewards.claims`), so a right answer reached through
+false steps is not distilled (rejection sampling) nor chosen (DPO, which reads the same filters).
 
 >>> cfg = ReadabilityConfig()
 >>> s = {"response": "<think>7*3=21 21+1=22 yes</think><answer>7*3+1</answer>", "num_tokens": 40,
@@ -22,6 +25,8 @@ signature, ``fn(sample, cfg) -> bool`` (True = keep); config switches each one o
 []
 >>> failed_filters({**s, "response": "<think>```x```</think><answer>1</answer>"}, cfg)
 ['no_code_fences']
+>>> failed_filters({**s, "response": "<think>6-1=7 7-1=7 yes</think><answer>6-1/1</answer>"}, cfg)
+['true_claims']
 """
 from __future__ import annotations
 
@@ -29,6 +34,7 @@ import random
 from typing import Any, Callable, Sequence
 
 from r1lab.config.schema import ReadabilityConfig  # the filters' switches, declared with the stage schemas
+from r1lab.rewards.claims import has_false_claim
 from r1lab.rewards.language import reasoning_text
 
 Sample = dict[str, Any]
@@ -56,6 +62,7 @@ FILTERS: dict[str, FilterFn] = {
     "no_code_fences": lambda s, cfg: "```" not in reasoning_text(s["response"]),
     "length": lambda s, cfg: s["num_tokens"] >= cfg.min_tokens and (cfg.max_tokens <= 0 or s["num_tokens"] <= cfg.max_tokens),
     "repetition": lambda s, cfg: repeated_ngram_fraction(s["response"], cfg.repetition_ngram) <= cfg.max_repeated_fraction,
+    "true_claims": lambda s, cfg: not has_false_claim(s["response"]),
 }
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from datasets import Dataset
 
@@ -34,8 +35,10 @@ from r1lab.engine.seeds import derive_seed
 from r1lab.models.forward import token_logprobs
 from r1lab.models.lora import adapters_off
 from r1lab.rewards.behaviours import behaviour_counts
+from r1lab.rewards.claims import claim_counts, process_figures
 from r1lab.rollout.groups import Rollout, sample_groups
 from r1lab.rollout.sampler import SamplingParams
+from r1lab.rollout.tool_calls import tool_figures, tool_sums
 from r1lab.stages.context import length_grouped, step_indices
 
 MISMATCH_SUMS = ("tokens", "abs_logp_diff", "kl", "weight_sum", "zeroed_tokens")
@@ -44,8 +47,11 @@ MISMATCH_SUMS = ("tokens", "abs_logp_diff", "kl", "weight_sum", "zeroed_tokens")
 # --- collating -----------------------------------------------------------------------------------
 
 
-def collate_rollout(prompts: list[list[int]], completions: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-padded prompt+completion rows [b, T] (T trimmed to this micro-batch) and the completion mask."""
+def collate_rollout(
+    prompts: list[list[int]], completions: list[list[int]], pad_id: int, tool_masks: list[list[int] | None] | None = None
+) -> dict[str, torch.Tensor]:
+    """Right-padded prompt+completion rows [b, T] (T trimmed to this micro-batch) and the loss
+    mask: the completion's tokens, less those a tool wrote (``tool_masks``: 1 = tool token)."""
     width = max(len(p) + len(c) for p, c in zip(prompts, completions))
     n = len(prompts)
     ids = torch.full((n, width), pad_id, dtype=torch.long)
@@ -55,6 +61,8 @@ def collate_rollout(prompts: list[list[int]], completions: list[list[int]], pad_
         ids[i, : len(p) + len(c)] = torch.tensor(p + c)
         attn[i, : len(p) + len(c)] = 1
         mask[i, len(p) : len(p) + len(c)] = 1
+        if tool_masks and tool_masks[i] is not None:
+            mask[i, len(p) : len(p) + len(c)] -= torch.tensor(tool_masks[i], dtype=torch.long)
     return {"input_ids": ids, "attention_mask": attn, "loss_mask": mask}
 
 
@@ -79,7 +87,9 @@ def micro_batches_of(
     and its collated tensors (`collate_rollout`), loss masked on rows with no loss tokens."""
     lengths = [len(rollout.prompts[i]) + len(rollout.completions[i]) for i in rows]
     mbs = [[rows[i] for i in mb] for mb in length_grouped(lengths, size)]
-    batches = [collate_rollout([rollout.prompts[i] for i in mb], [rollout.completions[i] for i in mb], pad_id) for mb in mbs]
+    masks = rollout.tool_masks or [None] * len(rollout)
+    batches = [collate_rollout([rollout.prompts[i] for i in mb], [rollout.completions[i] for i in mb], pad_id,
+                               [masks[i] for i in mb]) for mb in mbs]
     for mb, b in zip(mbs, batches):
         b["loss_mask"][loss_tokens[mb] == 0] = 0
     return mbs, batches
@@ -126,7 +136,7 @@ def collect_rollout(
         seed = derive_seed(cfg.seed, "grpo/sampling", draws, dist.rank())
         engine.eval()
         part = sample_groups(rollout_engine, tokenizer, task, template, list(rows), cfg.samples_per_prompt, sampling,
-                             reward_weights, seed, cfg.format_gate)
+                             reward_weights, seed, cfg.format_gate, tools=cfg.tools)
         engine.train()
         draws += 1
         sampled_groups += part.num_groups
@@ -152,9 +162,11 @@ def drawn_prompt_ids(train: Dataset, draws: int, prompts_per_step: int, seed: in
 
 
 def loss_token_counts(rollout: Rollout, overlong: str) -> torch.Tensor:
-    """``[N]`` tokens of each completion that carry loss: all, or none for a truncated completion
-    under ``overlong="mask"`` (DAPO's overlong filtering)."""
-    return torch.tensor([0 if overlong == "mask" and t else len(c) for c, t in zip(rollout.completions, rollout.truncated)])
+    """``[N]`` tokens of each completion that carry loss: the sampled ones (not a tool's output),
+    or none for a truncated completion under ``overlong="mask"`` (DAPO's overlong filtering)."""
+    masks = rollout.tool_masks or [None] * len(rollout)
+    sampled = [len(c) - (sum(m) if m is not None else 0) for c, m in zip(rollout.completions, masks)]
+    return torch.tensor([0 if overlong == "mask" and t else n for n, t in zip(sampled, rollout.truncated)])
 
 
 def kl_penalised_rewards(
@@ -325,7 +337,8 @@ def step_metrics(
 ) -> dict[str, float]:
     """The step's figures over all ranks: rewards (``rewards``: ``[N]``, after any KL penalty),
     accuracy (the ``correctness`` component), lengths, the update's per-token means, throughput
-    and rollout timings, the train/rollout mismatch, behaviour phrases per completion and group
+    and rollout timings, the train/rollout mismatch, behaviour phrases per completion, process
+    validity (``process/*``: the reasoning's arithmetic claims), tool use (``tools/*``) and group
     statistics. Optimizer figures are the caller's."""
     lengths = torch.tensor([len(c) for c in rollout.completions], dtype=torch.float32)
     correct = rollout.components[correctness]
@@ -361,6 +374,13 @@ def step_metrics(
     behaviours = dist.sum_by_name({name: float(c.sum()) for name, c in behaviour_counts(rollout.responses).items()})
     for name, count in behaviours.items():
         metrics[f"behaviour/{name}"] = count / n  # occurrences per completion, all ranks
+    counts = claim_counts(rollout.responses)  # process validity: the reasoning's arithmetic claims, judged exactly
+    gathered = dist.all_gather_objects((counts, correct.numpy()))
+    every = {k: np.concatenate([c[k] for c, _ in gathered]) for k in counts}
+    figures = process_figures(every, np.concatenate([ok for _, ok in gathered]))
+    metrics.update({f"process/{k}": v for k, v in figures.items() if k != "num_claims"})
+    if rollout.tool_stats:
+        metrics.update({f"tools/{k}": v for k, v in tool_figures(dist.sum_by_name(tool_sums(rollout.tool_stats)), n).items()})
     for name, value in group_stats(rewards.view(-1, group_size), correct.view(-1, group_size) > 0).items():
         metrics[name] = float(value)
     return metrics

@@ -136,7 +136,8 @@ def sample_and_judge(
     k = cfg.samples_per_prompt
     params = SamplingParams(cfg.max_new_tokens, cfg.temperature, cfg.top_p)
     weights = {task.correctness_reward: 1.0, "format": 0.0, cfg.readability.language_reward: 0.0}
-    r = sample_groups(engine, tokenizer, task, template, list(rows), k, params, weights, seed, max_batch=cfg.generation_batch_size)
+    r = sample_groups(engine, tokenizer, task, template, list(rows), k, params, weights, seed,
+                      max_batch=cfg.generation_batch_size, tools=cfg.tools)
     samples = []
     for i in range(len(r)):
         rewards = {name: float(values[i]) for name, values in r.components.items()}
@@ -150,6 +151,8 @@ def sample_and_judge(
             "rewards": rewards,
             "correct": rewards[task.correctness_reward] >= 1.0,
         }
+        if r.tool_stats:
+            s["tool_calls"] = int(r.tool_stats["calls"][i])
         s["failed"] = failed_filters(s, cfg.readability)
         samples.append(s)
     return [samples[i * k : (i + 1) * k] for i in range(len(rows))]

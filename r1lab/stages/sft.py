@@ -11,7 +11,11 @@ see ``r1lab.data.files.load_source``) with ``prompt``/``response`` columns (prom
 the chat template under ``model.template=chat``, else as ``User: ...\nAssistant: ...`` lines).
 
 Loss: token mean over every response token of the optimizer step (all micro-batches, all ranks),
-so gradient accumulation and the number of ranks do not change it.
+so gradient accumulation and the number of ranks do not change it. Tool output carries no loss:
+every ``<result>...</result>`` span of a response (tags included; any data source) is masked,
+because at rollout time the framework appends that whole span and the policy never samples it
+(``encode_response``: the pieces are tokenised as the rollout does; ``trace_tools`` writes
+calculator-call traces).
 """
 from __future__ import annotations
 
@@ -25,10 +29,47 @@ from r1lab.engine import dist
 from r1lab.models.forward import token_logprobs
 from r1lab.models.templates import encode_prompt
 from r1lab.stages.context import StageContext, ceil_div, length_grouped, per_rank, step_indices
+from r1lab.rewards.spans import result_spans
 from r1lab.stages.filters import render_messages
 from r1lab.stages.registry import register_stage
 
-Example = tuple[list[int], list[int]]  # (prompt ids, response ids)
+# (prompt ids, response ids) or, when the response holds tool output, (prompt ids, response ids,
+# response loss mask): 0 on the tokens of the <result>...</result> spans, 1 elsewhere
+Example = tuple[list[int], list[int]] | tuple[list[int], list[int], list[int]]
+
+def encode_response(tokenizer, response: str) -> tuple[list[int], list[int] | None]:
+    """``response``'s token ids (no special tokens) and their loss mask, ``None`` when it holds no
+    ``<result>...</result>`` span (then the ids are exactly ``tokenizer(response).input_ids``).
+
+    With spans, the text is tokenised piece by piece, as the rollout builds it
+    (``r1lab.rollout.tool_calls``): the text up to a span, the span alone (mask 0: the framework
+    appends ``tokenizer("<result>OUTPUT</result>")``, the policy never samples it), the text up
+    to the next span, and so on (mask 1). With a character tokenizer that is the same as
+    tokenising the whole text; a BPE tokenizer would otherwise merge across the span's edges
+    (SmolLM2 writes ``</tool><result>`` with a ``><`` token), giving a token the rollout never
+    produces, half sampled and half tool output.
+    """
+    spans = result_spans(response)
+    if not spans:
+        return tokenizer(response, add_special_tokens=False).input_ids, None
+    ids: list[int] = []
+    mask: list[int] = []
+    at = 0
+    for piece_start, piece_end in [*spans, (len(response), len(response))]:
+        for text, bit in ((response[at:piece_start], 1), (response[piece_start:piece_end], 0)):
+            if text:
+                piece = tokenizer(text, add_special_tokens=False).input_ids
+                ids += piece
+                mask += [bit] * len(piece)
+        at = piece_end
+    return ids, mask
+
+
+def tool_output_mask(tokenizer, response: str) -> list[int]:
+    """Per-token loss mask of :func:`encode_response`'s ids: 0 on the tool output
+    (``<result>...</result>`` spans, tags included), 1 elsewhere."""
+    ids, mask = encode_response(tokenizer, response)
+    return [1] * len(ids) if mask is None else mask
 
 
 def load_examples(ctx: StageContext, tokenizer) -> list[Example]:
@@ -40,7 +81,8 @@ def load_examples(ctx: StageContext, tokenizer) -> list[Example]:
         if cfg.num_examples:
             problems = problems.select(range(min(cfg.num_examples, len(problems))))
         ds = make_sft_dataset(
-            problems, seed=cfg.seed, behaviours=cfg.trace_behaviours, wrong_answer_rate=cfg.trace_wrong_answer_rate
+            problems, seed=cfg.seed, behaviours=cfg.trace_behaviours, wrong_answer_rate=cfg.trace_wrong_answer_rate,
+            tools=cfg.trace_tools,
         )
         prompts = [ctx.task.question(row) for row in ds]
         responses = ds["response"]
@@ -71,8 +113,8 @@ def load_examples(ctx: StageContext, tokenizer) -> list[Example]:
             p = tokenizer(text, add_special_tokens=template != "chat").input_ids
         else:
             p = encode_prompt(tokenizer, template, prompt)
-        r = tokenizer(response, add_special_tokens=False).input_ids + eos
-        out.append((p, r))
+        r, mask = encode_response(tokenizer, response)
+        out.append((p, r + eos) if mask is None else (p, r + eos, mask + [1] * len(eos)))
     return out
 
 
@@ -81,9 +123,10 @@ def collate(batch: list[Example], pad_id: int, max_length: int, packing: bool) -
 
     With ``packing`` the examples are concatenated into rows of ``max_length`` tokens, position ids
     restarting at each example (attention still spans the row: a documented approximation).
+    An example's optional third element is its response loss mask (tool output: 0).
     """
-    seqs = [(p + r)[:max_length] for p, r in batch]
-    masks = [([0] * len(p) + [1] * len(r))[:max_length] for p, r in batch]
+    seqs = [(ex[0] + ex[1])[:max_length] for ex in batch]
+    masks = [([0] * len(ex[0]) + (ex[2] if len(ex) > 2 else [1] * len(ex[1])))[:max_length] for ex in batch]
     positions = [list(range(len(s))) for s in seqs]
     if packing:
         rows, row_masks, row_pos = [[]], [[]], [[]]
@@ -125,7 +168,7 @@ def run_sft(ctx: StageContext) -> None:
         step_start = time.time()
         idx = step_indices(engine.step, cfg.batch_size, len(examples), cfg.seed)
         mine = [examples[i] for i in idx[dist.rank() * rank_batch : (dist.rank() + 1) * rank_batch]]
-        groups = length_grouped([len(p) + len(r) for p, r in mine], cfg.micro_batch_per_device)
+        groups = length_grouped([len(ex[0]) + len(ex[1]) for ex in mine], cfg.micro_batch_per_device)
         batches = [collate([mine[i] for i in g], pad, cfg.max_length, cfg.packing) for g in groups]
         local_tokens = sum(int(b["loss_mask"][:, 1:].sum()) for b in batches)
         global_tokens = int(dist.all_reduce_sum(torch.tensor(local_tokens)).item())

@@ -8,7 +8,7 @@ from fractions import Fraction
 import pytest
 
 from r1lab.data.countdown import generate_problems
-from r1lab.data.traces import make_sft_dataset, make_trace
+from r1lab.data.traces import all_attempts, make_sft_dataset, make_trace
 
 VAL = r"\d+|\(-?\d+(?:/\d+)?\)"
 STEP = re.compile(rf"({VAL})([-+*/])({VAL})=({VAL})")
@@ -132,3 +132,124 @@ def test_wrong_answer_rate(behaviours):
         assert verdicts[-1][0] == "yes"
     with pytest.raises(ValueError, match="wrong_answer_rate"):
         make_sft_dataset(problems, seed=0, wrong_answer_rate=1.5)
+
+
+# --- tool traces: each attempt is one calculator call on the whole expression ------------------
+
+TOOL_LINE = re.compile(r"<tool>([0-9+\-*/()]+)</tool><result>(-?\d+(?:/\d+)?)</result> (no|yes)")
+
+
+def parse_tool_trace(response: str, numbers):
+    """Check a tool trace; return (attempts as (expression, value, verdict), answer)."""
+    *body, close, answer_line = response.split("\n")
+    assert close == "</think>"
+    m = re.fullmatch(r"<answer>(.+)</answer>", answer_line)
+    assert m, answer_line
+    attempts = []
+    for line in body:
+        lm = TOOL_LINE.fullmatch(line)
+        assert lm, line  # no check line, nothing but calls
+        expr, result, verdict = lm.groups()
+        assert sorted(int(n) for n in re.findall(r"\d+", expr)) == sorted(numbers), line  # every number once
+        assert result == str(fraction_eval(expr)), line  # the result is the exact value, as the calculator writes it
+        attempts.append((expr, Fraction(result), verdict))
+    assert attempts and attempts[-1][2] == "yes" and all(v == "no" for _, _, v in attempts[:-1])
+    assert m.group(1) == attempts[-1][0]  # the answer is the final call's expression
+    assert len({e for e, _, _ in attempts}) == len(attempts)  # never the same call twice
+    return attempts, m.group(1)
+
+
+def plain_attempt_exprs(response: str, numbers) -> list[set[str]]:
+    """For each attempt line of a plain trace, the expressions of the attempts that read so (equal
+    numbers make one line stand for a few orderings, e.g. ``4/(9-5)`` and ``(9-5)/4``)."""
+    by_line = {}
+    for integers_only in (True, False):
+        for a in all_attempts(tuple(sorted(numbers)), integers_only):
+            by_line.setdefault(a.line("").rstrip(), set()).add(a.expr)
+    lines = [l for l in response.split("\n")[:-2] if not l.startswith("check ")]
+    return [by_line[l.rsplit(" ", 1)[0]] for l in lines]
+
+
+def test_tool_worked_example():
+    trace = make_trace([3, 5, 7], 22, random.Random(0), tools=True)
+    attempts, answer = parse_tool_trace(trace, [3, 5, 7])
+    assert attempts[-1][1] == 22 and solves(answer, [3, 5, 7], 22)
+    assert trace.endswith("<tool>5*3+7</tool><result>22</result> yes\n</think>\n<answer>5*3+7</answer>")
+    assert "check" not in trace and "<think>" not in trace
+
+
+@pytest.mark.parametrize("num_numbers,count", [(3, 2000), (4, 150)])
+def test_tool_traces_correct_and_same_attempts_as_plain(num_numbers, count):
+    problems = generate_problems(count, num_numbers=num_numbers, seed=11)
+    plain = make_sft_dataset(problems, seed=0)
+    tool = make_sft_dataset(problems, seed=0, tools=True)
+    assert all(tool["response_correct"])
+    collisions = 0
+    for row, plain_trace in zip(tool, plain["response"]):
+        attempts, answer = parse_tool_trace(row["response"], row["numbers"])
+        assert solves(answer, row["numbers"], row["target"])
+        assert [v == row["target"] for _, v, _ in attempts] == [verdict == "yes" for _, _, verdict in attempts]
+        # the same attempts in the same order, as many as in the plain trace
+        plain_exprs = plain_attempt_exprs(plain_trace, row["numbers"])
+        assert len(plain_exprs) == len(attempts)
+        called = [e for e, _, _ in attempts]
+        for i, candidates in enumerate(plain_exprs):
+            if called[i] not in candidates:  # only where the plain attempt's expression was already called
+                assert candidates & set(called[:i]), (plain_trace, row["response"])
+                collisions += 1
+                break
+    assert collisions <= 0.01 * count
+
+
+def test_tool_results_are_the_real_calculators():
+    from r1lab.tools import TOOLS, ToolLimits
+
+    calculator, limits = TOOLS["calculator"], ToolLimits()
+    problems = generate_problems(200, num_numbers=4, seed=3)
+    traces = list(make_sft_dataset(problems, seed=1, tools=True, wrong_answer_rate=0.2)["response"])
+    traces.append(make_trace([1, 5, 5, 5], 24, random.Random(3), tools=True))  # fractions on the way
+    calls = [m.groups() for t in traces for m in re.finditer(r"<tool>(.*?)</tool><result>(.*?)</result>", t)]
+    assert len(calls) > 400 and any("/" in result for _, result in calls)
+    for body, result in calls:
+        out = calculator(body, limits)
+        assert (out.text, out.status) == (result, "ok"), body
+
+
+def test_tool_fraction_fallback():
+    trace = make_trace([1, 5, 5, 5], 24, random.Random(3), tools=True)
+    attempts, answer = parse_tool_trace(trace, [1, 5, 5, 5])
+    assert solves(answer, [1, 5, 5, 5], 24)
+    assert any(v.denominator != 1 for _, v, _ in attempts)  # e.g. <result>26/5</result>
+
+
+def test_tool_behaviours_off_is_one_call():
+    problems = generate_problems(300, seed=4)
+    sft = make_sft_dataset(problems, seed=0, behaviours=False, tools=True)
+    for row in sft:
+        attempts, answer = parse_tool_trace(row["response"], row["numbers"])
+        assert len(attempts) == 1 and attempts[0][1] == row["target"]
+
+
+def test_tool_wrong_answer_shows_the_true_result():
+    problems = generate_problems(400, seed=5)
+    plain = make_sft_dataset(problems, seed=0, wrong_answer_rate=0.25)
+    sft = make_sft_dataset(problems, seed=0, wrong_answer_rate=0.25, tools=True)
+    assert sft["response_correct"] == plain["response_correct"]  # the same rows get a wrong answer
+    assert sum(not c for c in sft["response_correct"]) == 100
+    for row in sft:
+        *body, _, answer_line = row["response"].split("\n")
+        expr, result, verdict = TOOL_LINE.fullmatch(body[-1]).groups()
+        assert verdict == "yes" and result == str(fraction_eval(expr))  # the result is honest
+        assert (Fraction(result) == row["target"]) == row["response_correct"] == solves(expr, row["numbers"], row["target"])
+        assert answer_line == f"<answer>{expr}</answer>"
+
+
+def test_strict_format_accepts_tool_traces():
+    from r1lab.rewards.countdown import countdown_reward
+    from r1lab.rewards.format import format_reward
+
+    problems = generate_problems(50, seed=6)
+    sft = make_sft_dataset(problems, seed=0, tools=True)
+    full = ["<think>" + r for r in sft["response"]]  # the template's prompt opens <think>
+    assert format_reward(full).tolist() == [1.0] * len(full)
+    assert countdown_reward(full, sft["numbers"], sft["target"]).tolist() == [1.0] * len(full)

@@ -6,14 +6,16 @@ import torch
 from r1lab.config.schema import CountdownTaskConfig, EvalConfig, TaskConfig, TinyModelConfig
 from r1lab.data.task import build_task
 from r1lab.rewards.behaviours import BEHAVIOURS
-from r1lab.eval.evaluate import Scored, evaluate, evaluate_with_samples, scaling_curve, summarize
+from r1lab.eval.evaluate import (
+    Rollouts, Scored, evaluate, evaluate_with_samples, sample_records, scaling_curve, summarize, tool_figures_of,
+)
 from r1lab.models.tiny import build_tiny_model, char_tokenizer
 from r1lab.rewards.language import language_consistency_reward
 
 PIPELINE_KEYS = ("num_problems", "greedy_accuracy", "sampled_accuracy", "pass_at_k", "format_rate", "mean_response_length")
 
 
-def make_scored(correct, keys, distance=None):
+def make_scored(correct, keys, distance=None, claims=None, true_claims=None):
     correct = np.asarray(correct, dtype=float)
     p, k = correct.shape
     return Scored(
@@ -23,6 +25,8 @@ def make_scored(correct, keys, distance=None):
         keys=keys,
         distance=None if distance is None else np.asarray(distance, dtype=float),
         behaviours={b: np.zeros((p, k), dtype=int) for b in BEHAVIOURS},
+        claims=None if claims is None else np.asarray(claims),
+        true_claims=None if true_claims is None else np.asarray(true_claims),
     )
 
 
@@ -52,6 +56,40 @@ def test_summarize_worked_example():
     assert 0.0 <= lo <= 0.5 <= hi <= 1.0
     assert set(out["ci95"]) >= {"sampled_accuracy", "pass@4", "maj@4", "format_rate", "mean_response_length"}
     assert out["behaviours"]["reflection"] == {"mean": 0.0, "rate": 0.0}
+    assert "process" not in out  # scores without claim counts
+
+
+def test_summarize_process_validity():
+    # 2 problems x 2 samples: claims (true) per completion; correct ones: [0,0], [1,1]
+    sampled = make_scored([[1, 0], [1, 0]], [["a", "b"], ["a", "b"]], claims=[[3, 0], [2, 4]], true_claims=[[3, 0], [1, 4]])
+    greedy = make_scored([[1], [0]], [["a"], ["b"]], claims=[[0], [0]], true_claims=[[0], [0]])
+    out = summarize(greedy, sampled, np.ones((2, 2)), ["easy", "easy"], seed=0)["process"]
+    assert out["num_claims"] == 9.0 and out["claims_per_completion"] == pytest.approx(9 / 4)
+    assert out["true_claim_share"] == pytest.approx(8 / 9)
+    assert out["correct_with_false_claim"] == 0.5  # of the 2 correct ones, [1, 0] states 2 claims, 1 true
+    assert out["false_claim_completions"] == 0.25
+    # greedy: no claim at all -> share 1.0 by definition, nothing false
+    assert out["greedy_num_claims"] == 0.0 and out["greedy_true_claim_share"] == 1.0
+    assert out["greedy_correct_with_false_claim"] == 0.0
+
+
+def test_sample_records_and_tool_figures():
+    task = build_task(TaskConfig(question_style="short", countdown=CountdownTaskConfig(num_train=10, num_test=5, num_test_hard=2)))
+    rows = task.split("test")[:1]
+    stats = {"calls": np.array([[2.0, 0.0]]), "errors": np.array([[1.0, 0.0]]), "timeouts": np.zeros((1, 2)),
+             "tool_tokens": np.array([[6.0, 0.0]]), "sampled_tokens": np.array([[10.0, 8.0]])}
+    rollouts = Rollouts(texts=[["a", "b"]], lengths=np.array([[16, 8]]), stopped=np.ones((1, 2), bool), seconds=1.0,
+                        correct=np.array([[1.0, 0.0]]), formatted=np.ones((1, 2)), tool_stats=stats)
+    scored = make_scored([[1, 0]], [["x", "y"]], claims=[[2, 1]], true_claims=[[2, 0]])
+    recs = sample_records(task, rows, ["easy"], "sample", rollouts, scored)
+    assert [(r["claims"], r["true_claims"], r["tool_calls"]) for r in recs] == [(2, 2, 2), (1, 0, 0)]
+    figures = tool_figures_of(rollouts)
+    assert figures["calls_per_completion"] == 1.0 and figures["errors_per_completion"] == 0.5
+    assert figures["calling_share"] == 0.5 and figures["tool_token_share"] == pytest.approx(6 / 24)
+    plain = Rollouts(texts=[["a", "b"]], lengths=np.array([[16, 8]]), stopped=np.ones((1, 2), bool), seconds=1.0,
+                     correct=np.array([[1.0, 0.0]]), formatted=np.ones((1, 2)))
+    assert tool_figures_of(plain) == {}
+    assert all("tool_calls" not in r for r in sample_records(task, rows, ["easy"], "sample", plain, scored))
 
 
 @pytest.fixture(scope="module")
@@ -71,14 +109,30 @@ def test_evaluate_keeps_the_pipeline_keys_and_adds_the_analysis(tiny):
         assert key in res, key
     assert res["num_problems"] == 3 and res["pass_at_k"].keys() == {"1", "2"}
     assert set(res["behaviours"]) == set(BEHAVIOURS)
+    assert {"true_claim_share", "claims_per_completion", "greedy_true_claim_share"} <= set(res["process"])
+    assert "tools" not in res  # no tool enabled
     again, records = evaluate_with_samples(model, tok, task, "r1_zero_short", cfg, seed=0)
     assert again["sampled_accuracy"] == res["sampled_accuracy"]
     assert len(records) == 3 * (1 + 2)
     assert [r["kind"] for r in records[:3]] == ["greedy", "sample", "sample"]
     assert all(r["response"].startswith("<think>") and 1 <= r["length"] <= 6 for r in records)
+    assert all(0 <= r["true_claims"] <= r["claims"] for r in records) and all("tool_calls" not in r for r in records)
     sampled = [r["response"] for r in records if r["kind"] == "sample"]
     assert res["language_consistency"] == pytest.approx(float(language_consistency_reward(sampled).mean()))
 
     rows = scaling_curve(model, tok, task, "r1_zero_short", cfg, samples=[1, 2], budgets=[3, 6])
     assert [(r["max_new_tokens"], r["samples"]) for r in rows] == [(3, 1), (3, 2), (6, 1), (6, 2)]
     assert rows[1]["tokens_per_problem"] > rows[0]["tokens_per_problem"]
+
+
+def test_evaluate_with_tools_reports_tool_use(tiny):
+    from r1lab.config.schema import ToolsConfig
+
+    model, tok = tiny
+    task = build_task(TaskConfig(question_style="short", countdown=CountdownTaskConfig(num_train=10, num_test=5, num_test_hard=2)))
+    cfg = EvalConfig(num_problems=2, samples=2, max_new_tokens=6, batch_size=8, tools=ToolsConfig(names=["calculator"]))
+    res, records = evaluate_with_samples(model, tok, task, "r1_zero_short", cfg, seed=0)
+    assert {"calls_per_completion", "errors_per_completion", "timeouts_per_completion", "calling_share",
+            "tool_token_share"} <= set(res["tools"])
+    assert all(isinstance(r["tool_calls"], int) for r in records) and len(records) == 2 * (1 + 2)
+    assert res["tools"]["calls_per_completion"] == pytest.approx(np.mean([r["tool_calls"] for r in records if r["kind"] == "sample"]))

@@ -68,3 +68,41 @@ def test_compare_lists_unfinished_runs(fake_sweep):
     (fake_sweep / "3" / "summary.json").unlink()
     md = write_compare(fake_sweep).read_text()
     assert "| 3 | seq_mean_token_sum_norm | 0.04 | unfinished |" in md
+
+
+def test_report_shows_process_validity_and_tool_use(fake_run):
+    import json as _json
+
+    process = {"num_claims": 40.0, "claims_per_completion": 4.0, "true_claim_share": 0.9, "correct_with_false_claim": 0.25,
+               "false_claim_completions": 0.3, "greedy_num_claims": 5.0, "greedy_true_claim_share": 0.8}
+    tools = {"calls_per_completion": 1.5, "errors_per_completion": 0.1, "timeouts_per_completion": 0.0,
+             "calling_share": 0.75, "tool_token_share": 0.2, "sampled_tokens": 50.0}
+    path = fake_run / "stages" / "02-grpo" / "eval.json"
+    ev = _json.loads(path.read_text())
+    path.write_text(_json.dumps({**ev, "process": process, "tools": tools}))
+    # an older eval.json without "process": computed from the stage's records when they carry claims
+    samples = fake_run / "stages" / "01-cold_start" / "eval-countdown-test" / "samples.jsonl"
+    recs = [_json.loads(x) for x in samples.read_text().splitlines()]
+    recs[1].update(claims=2, true_claims=1)  # the sampled one, incorrect
+    samples.write_text("".join(_json.dumps(r) + "\n" for r in recs))
+    with open(fake_run / "stages" / "02-grpo" / "metrics.jsonl", "a") as f:
+        f.write(_json.dumps({"step": 30, "eval/process/true_claim_share": 0.9, "eval/process/num_claims": 40.0,
+                             "eval/tools/calls_per_completion": 1.5, "tools/calls_per_completion": 1.2}) + "\n")
+
+    page = write_report(fake_run)
+    md = (fake_run / "report" / "report.md").read_text()
+    assert (fake_run / "report" / "process.png").stat().st_size > 1000
+    assert "## Process validity" in md and "| 02-grpo | 4.000 | 0.900 | 0.250 | 0.300 | 0.800 |" in md
+    assert "| 01-cold_start | 2.000 | 0.500 | 0.000 | 1.000 | – |" in md  # from samples.jsonl (1 sampled record)
+    assert "## Tool use" in md and "| 02-grpo | 1.500 | 0.100 | 0.000 | 0.750 | 0.200 |" in md
+    html = page.read_text()
+    assert "true / all claims" in html and "1 / 2" in html
+    curves = metric_series(load_stages(fake_run)[2].metrics)
+    assert curves["held-out process validity"] == {"true_claim_share": ([30], [0.9])}
+    assert curves["held-out tool use"] == {"calls_per_completion": ([30], [1.5])}
+    assert curves["tool use (rollouts)"] == {"calls_per_completion": ([30], [1.2])}
+    assert set(curves["held-out eval during training"]) == {"greedy_accuracy"}
+    from r1lab.eval.tables import eval_table
+
+    table = eval_table({**ev, "process": process, "tools": tools})
+    assert "| true_claim_share | 0.900 | 0.800 |" in table and "| calling_share | 0.750 |" in table

@@ -1,7 +1,10 @@
 """Behaviour classifiers on labelled examples: (text, expected counts of the non-zero behaviours)."""
+import doctest
+
 import numpy as np
 import pytest
 
+from r1lab.rewards import behaviours
 from r1lab.rewards.behaviours import BEHAVIOURS, behaviour_counts, behaviour_summary, count_behaviours, reasoning_text
 
 LABELLED = [
@@ -16,6 +19,20 @@ LABELLED = [
     ("5*3=15 15+7=22 yes", {}),
     ("no way to tell", {}),  # "no" not at the end of a computation line
     ("</think>\n9+7=16 no", {}),  # after </think>: not reasoning
+    # a check whose line states a false claim (r1lab.rewards.claims) is a false verification
+    ("check 5*4+3=19 ok", {"false_verification": 1}),  # 5*4+3 is 23
+    ("5*4=20 20+3=23 yes\ncheck 5*4+3=23 ok", {"verification": 1}),
+    ("6-1=7 7-1=7 yes\ncheck 6-1/1=10 ok\n</think>\n<answer>6-1/1</answer>", {"false_verification": 1}),
+    ("6-1=7 7-1=7 yes\ncheck 6-1-1=4 ok", {"verification": 1}),  # the false claims are on another line
+    ("check 9+7=16 ok\ncheck 16-8=9 ok", {"verification": 1, "false_verification": 1}),
+    ("Let me check: 5*3+7 = 21. Correct.", {"false_verification": 1}),
+    ("check <tool>5*3+7=19</tool><result>22</result> ok", {"verification": 1}),  # a tool call claims nothing
+    # the calculator-tool trace vocabulary
+    ("<tool>7*5-3</tool><result>32</result> no\n<tool>5*3+7</tool><result>22</result> yes\n</think>\n<answer>5*3+7</answer>",
+     {"backtracking": 1}),
+    ("<tool>7*5-3</tool><result>32</result> no\n<tool>7*3-5</tool><result>16</result>  no  \n", {"backtracking": 2}),
+    ("<tool>5*3+7</tool><result>22</result> yes", {}),
+    ("<tool>7*5</tool><result>35</result> now", {}),  # "no" must end the line
     # English reasoning
     ("Let me check: 5*3+7 = 22. Correct.", {"verification": 1}),
     ("Let's verify the result by plugging it back in.", {"verification": 2}),
@@ -74,3 +91,9 @@ def test_batched_counts_match_one_by_one_and_summary():
 def test_reasoning_text_stops_at_last_think_close():
     assert reasoning_text("a</think>b</think>c") == "a</think>b"
     assert reasoning_text("no tags") == "no tags"
+
+
+def test_order_of_behaviours_is_kept_and_doctests():
+    assert BEHAVIOURS[:5] == ("verification", "backtracking", "subgoal", "backward_chaining", "reflection")
+    assert BEHAVIOURS[-1] == "false_verification"
+    assert doctest.testmod(behaviours).failed == 0

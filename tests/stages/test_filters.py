@@ -44,6 +44,12 @@ def test_doctests():
         ({"num_tokens": 0}, ["length"]),
         ({"response": "<think>" + "7*3=21 no " * 20 + "</think><answer>1</answer>"}, ["repetition"]),
         ({"fmt": 0.0, "lang": 0.0}, ["well_formed", "language"]),
+        # a false arithmetic claim in the reasoning (accepted rejection data after GRPO)
+        ({"response": "<think>6-1=7 7-1=7 yes\ncheck 6-1/1=10 ok\n</think>\n<answer>6-1/1</answer>"}, ["true_claims"]),
+        ({"response": "<think>7*5=35 35-3=32 no\n5*3=15 15+7=22 yes\ncheck 5*3+7=22 ok\n</think>\n<answer>5*3+7</answer>"}, []),
+        ({"response": "<think><tool>7*5-3</tool><result>32</result> no\n<tool>5*3+7</tool><result>22</result> yes\n</think>"
+                      "\n<answer>5*3+7</answer>"}, []),
+        ({"response": "<think>5*3+7=22 yes</think><answer>5*3+7=21</answer>"}, []),  # the answer is not reasoning
     ],
 )
 def test_each_filter_on_crafted_samples(kwargs, failed):
@@ -53,9 +59,10 @@ def test_each_filter_on_crafted_samples(kwargs, failed):
 def test_code_fences_in_the_answer_are_allowed_and_filters_switch_off():
     s = sample(response="<think>plan</think><answer>```1```</answer>")
     assert s["failed"] == []
-    off = ReadabilityConfig(well_formed=False, language=False, no_code_fences=False, length=False, repetition=False)
+    off = ReadabilityConfig(well_formed=False, language=False, no_code_fences=False, length=False, repetition=False,
+                            true_claims=False)
     assert active_filters(off) == []
-    assert failed_filters(sample(fmt=0.0, lang=0.0, num_tokens=0), off) == []
+    assert failed_filters(sample(fmt=0.0, lang=0.0, num_tokens=0, response="<think>1+1=3</think>"), off) == []
 
 
 def test_thresholds():

@@ -1,0 +1,256 @@
+"""Multi-turn tool rollouts (`r1lab.rollout.tool_calls`) on a real tiny model and real engines.
+
+The model is first taught one response that calls the calculator twice, so its rollouts make
+tool calls; the response opens with a ``<unk>`` token, which decodes to nothing: a rollout that
+rebuilt its ids from text would lose it.
+"""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+
+from r1lab.config.schema import CountdownTaskConfig, TaskConfig, TinyModelConfig, ToolsConfig
+from r1lab.data.task import build_task
+from r1lab.models.templates import encode_prompt
+from r1lab.models.forward import token_logprobs
+from r1lab.models.load import load_model, load_tokenizer
+from r1lab.models.tiny import save_tiny_model
+from r1lab.rollout.engine import Policy, SamplingParams
+from r1lab.rollout.hf_engine import HFEngine
+from r1lab.rollout.tool_calls import ToolCallingEngine, tool_call_body, tool_metrics
+from r1lab.stages.grpo_steps import build_train_batch, loss_token_counts
+
+from tests.stages.helpers import make_ctx, write_jsonl
+
+CALLS = [("2*3", "6", " no\n"), ("2+3", "5", " yes\n</think>\n<answer>2+3</answer>")]
+ROWS = [{"id": str(i), "numbers": [2, 3], "target": 5 + i} for i in range(2)]  # the prompts taught, GRPO's too
+TASK = build_task(TaskConfig(question_style="short", countdown=CountdownTaskConfig(num_train=40, num_test=5, num_test_hard=0)))
+TEMPLATE = "r1_zero_short"
+
+
+def prompt_ids(tok) -> list[list[int]]:
+    return [encode_prompt(tok, TEMPLATE, TASK.question(r)) for r in ROWS]
+# head_dim 32: vLLM's CPU attention has no kernel for 16
+MODEL = TinyModelConfig(hidden_size=64, num_layers=2, num_heads=2, num_kv_heads=1, intermediate_size=128, max_position_embeddings=256)
+CALCULATOR = ToolsConfig(names=["calculator"], max_calls=4)
+
+
+def response_parts(tokenizer) -> list[tuple[list[int], int]]:
+    """The taught response as (token ids, written by a tool?) pieces, the <unk> first."""
+    parts = [([tokenizer.unk_token_id], 0)]
+    for expr, value, after in CALLS:
+        parts.append((tokenizer(f"<tool>{expr}</tool>", add_special_tokens=False).input_ids, 0))
+        parts.append((tokenizer(f"<result>{value}</result>", add_special_tokens=False).input_ids, 1))
+        parts.append((tokenizer(after, add_special_tokens=False).input_ids, 0))
+    return parts
+
+
+@pytest.fixture(scope="module")
+def taught(tmp_path_factory) -> str:
+    """A tiny model that answers every prompt with the two-call response (tool outputs unmasked
+    in this teaching: the model only needs to continue after them)."""
+    torch.manual_seed(0)
+    path = save_tiny_model(MODEL, tmp_path_factory.mktemp("tools") / "tiny")
+    tok, model = load_tokenizer(str(path)), load_model(str(path))
+    response = [t for ids, _ in response_parts(tok) for t in ids] + [tok.eos_token_id]
+    prompts = prompt_ids(tok)
+    ids = torch.tensor([p + response for p in prompts])  # the two prompts have the same length
+    mask = torch.zeros_like(ids)
+    for i, p in enumerate(prompts):
+        mask[i, len(p):] = 1
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(1000):
+        logp, _ = token_logprobs(model, ids, torch.ones_like(ids), mask)
+        worst = -float(logp.detach()[mask[:, 1:] == 1].min())  # every token of the response near-certain
+        if worst < 0.01:
+            break
+        loss = -(logp * mask[:, 1:]).sum() / mask[:, 1:].sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert worst < 0.01, worst
+    model.save_pretrained(path)
+    return str(path)
+
+
+class Recording:
+    """The real engine, with each turn's prompts and completions kept for the assertions."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.name, self.turns = inner, inner.name, []
+
+    def generate(self, prompt_ids, params, seed, max_batch=0):
+        out = self.inner.generate(prompt_ids, params, seed, max_batch)
+        self.turns.append(([list(p) for p in prompt_ids], out))
+        return out
+
+    def __getattr__(self, attr):
+        return getattr(self.inner, attr)
+
+
+def hf_engine(path: str):
+    tok, model = load_tokenizer(path), load_model(path)
+    return HFEngine(Policy(module=model, path=path), tok), tok, model
+
+
+def test_tool_call_body_is_the_text_after_the_last_opener():
+    assert tool_call_body("try <tool>1+2</tool>", ["</answer>"]) == "1+2"
+    assert tool_call_body("<tool>x</tool> <tool>5*3</tool>", []) == "x"  # the first </tool> stopped the turn
+    assert tool_call_body("done</answer> <tool>1</tool>", ["</answer>"]) is None  # the answer came first
+    assert tool_call_body("no call</answer>", ["</answer>"]) is None
+    assert tool_call_body("1+2</tool>", []) == ""  # no opener: an empty call (the tool's error)
+
+
+def test_tool_outputs_are_masked_and_the_sampled_ids_kept_exactly_across_turns(taught):
+    inner, tok, model = hf_engine(taught)
+    recording = Recording(inner)
+    engine = ToolCallingEngine(recording, tok, CALCULATOR)
+    prompts = prompt_ids(tok)
+    params = SamplingParams(max_new_tokens=120, temperature=0.5, stop=["</answer>"])
+    out = engine.generate(prompts, params, seed=3)
+    expected = response_parts(tok)
+    for row, (prompt, c) in enumerate(zip(prompts, out)):
+        assert c.tool_stats["calls"] == 2 and c.tool_stats["errors"] == 0 and c.stopped
+        # each turn continues from the exact ids so far; a completion is what the engine sampled
+        # in each turn, each followed by the tool's output as tokens
+        assert len(recording.turns) == 3
+        so_far = []
+        for t, (turn_prompts, turn_out) in enumerate(recording.turns):
+            assert turn_prompts[row] == prompt + so_far
+            so_far = so_far + turn_out[row].token_ids
+            if t < len(CALLS):
+                so_far = so_far + tok(f"<result>{CALLS[t][1]}</result>", add_special_tokens=False).input_ids
+        assert so_far == c.token_ids
+        assert c.tool_mask == [is_tool for ids, is_tool in expected for _ in ids]  # stopped at </answer>
+        assert c.token_ids[0] == tok.unk_token_id  # sampled, decodes to nothing: kept anyway
+        assert tok(c.text, add_special_tokens=False).input_ids != c.token_ids
+        assert c.token_ids == [t for ids, _ in expected for t in ids]
+        # the engine's log-probs of the sampled tokens are the trainer's on the whole sequence
+        ids = torch.tensor([prompt + c.token_ids])
+        mask = torch.zeros_like(ids)
+        mask[0, len(prompt):] = 1
+        with torch.no_grad():
+            logp, _ = token_logprobs(model, ids, torch.ones_like(ids), mask, temperature=0.5)
+        sampled = torch.tensor(c.tool_mask) == 0
+        assert torch.allclose(logp[0, len(prompt) - 1:][sampled], torch.tensor(c.logprobs)[sampled], atol=1e-4)
+        assert all(lp == 0.0 for lp, m in zip(c.logprobs, c.tool_mask) if m)
+
+
+def test_the_train_batch_has_no_loss_on_tool_tokens(taught, tmp_path):
+    inner, tok, _ = hf_engine(taught)
+    from r1lab.rollout.groups import sample_groups
+
+    rows = [ROWS[0], ROWS[0]]
+    rollout = sample_groups(inner, tok, TASK, TEMPLATE, rows, 2, SamplingParams(120, 0.5), {"countdown": 1.0}, 7,
+                            tools=CALCULATOR)
+    assert all(m is not None and sum(m) > 0 for m in rollout.tool_masks)
+    tokens = loss_token_counts(rollout, "none")
+    assert tokens.tolist() == [len(c) - sum(m) for c, m in zip(rollout.completions, rollout.tool_masks)]
+    assert float(rollout.rewards.mean()) == 1.0  # 2+3 = 5 with the numbers given
+    figures = tool_metrics(rollout)
+    assert figures["calls_per_completion"] == 2.0 and figures["calling_share"] == 1.0
+    assert figures["tool_token_share"] == pytest.approx(sum(map(sum, rollout.tool_masks)) / sum(map(len, rollout.completions)))
+
+    class Cfg:
+        micro_batch_per_device, updates_per_batch, logprob_chunk, temperature = 4, 1, 1024, 1.0
+
+    batch = build_train_batch(rollout, list(range(len(rollout))), tokens, Cfg, tok.pad_token_id)
+    for mb, b in zip(batch.rows, batch.batches):
+        for j, i in enumerate(mb):
+            p, c, m = rollout.prompts[i], rollout.completions[i], rollout.tool_masks[i]
+            assert b["loss_mask"][j, len(p): len(p) + len(c)].tolist() == [1 - x for x in m]
+            assert int(b["loss_mask"][j].sum()) == tokens[i]
+
+
+def test_a_call_past_max_calls_gets_an_error_and_sampling_goes_on_without_tools(taught):
+    inner, tok, _ = hf_engine(taught)
+    engine = ToolCallingEngine(inner, tok, ToolsConfig(names=["calculator"], max_calls=1))
+    out = engine.generate(prompt_ids(tok)[:1], SamplingParams(160, 0.0), seed=None)[0]
+    assert out.tool_stats["calls"] == 2 and out.tool_stats["errors"] == 1
+    assert "<result>6</result>" in out.text and "<result>error: at most 1 tool calls" in out.text
+
+
+def test_the_budget_counts_tool_tokens_and_cuts_the_completion(taught):
+    inner, tok, _ = hf_engine(taught)
+    engine = ToolCallingEngine(inner, tok, CALCULATOR)
+    budget = len(response_parts(tok)[0][0]) + len(response_parts(tok)[1][0]) + 4  # the first call and 4 result tokens
+    out = engine.generate(prompt_ids(tok)[:1], SamplingParams(budget, 0.0), seed=None)[0]
+    assert len(out.token_ids) == budget and not out.stopped
+    assert out.tool_mask[-4:] == [1, 1, 1, 1]
+
+
+@pytest.fixture(scope="module")
+def grpo_runs(taught, tmp_path_factory):
+    """A 2-step multi-turn GRPO stage per engine, straight, and resumed from its step-1 checkpoint."""
+    root = tmp_path_factory.mktemp("grpo_tools")
+    train = write_jsonl(root / "train.jsonl", [{**ROWS[0], "id": str(i)} for i in range(8)])
+    stage = {"kind": "grpo", "steps": 2, "prompts_per_step": 2, "samples_per_prompt": 6, "micro_batch_per_device": 6,
+             "max_new_tokens": 120, "temperature": 1.5, "lr": 1e-5, "rewards": {"countdown": 1.0}, "save_every": 1, "keep_checkpoints": 3,
+             "tools": {"names": ["calculator"], "max_calls": 3}}
+    return root, train, stage
+
+
+def run_grpo_stage(stage_dir, model, train, stage, backend: str) -> list[dict]:
+    import json
+
+    from r1lab.stages.grpo import run_grpo
+
+    ctx = make_ctx(stage_dir, model, {"grpo": stage}, train_file=train)
+    ctx.run.rollout.backend = backend
+    if backend == "vllm":
+        ctx.run.rollout.max_model_len, ctx.run.rollout.kv_cache_gb = 256, 0.25
+    run_grpo(ctx)
+    rows = [json.loads(line) for line in (stage_dir / "metrics.jsonl").read_text().splitlines()]
+    return [r for r in rows if "loss" in r]
+
+
+@pytest.mark.parametrize("backend", ["hf", pytest.param("vllm", marks=pytest.mark.vllm)])
+def test_a_multi_turn_grpo_step_runs_and_resumes_exactly(grpo_runs, taught, backend):
+    if backend == "vllm":
+        pytest.importorskip("vllm")
+    root, train, stage = grpo_runs
+    straight = root / f"straight-{backend}"
+    first = run_grpo_stage(straight, taught, train, stage, backend)
+    assert len(first) == 2 and all(r["tools/calls_per_completion"] > 0 for r in first)
+    assert all(r["grad_norm"] > 0 and r["reward_std"] > 0 for r in first)  # the policy moved: resuming is not trivial
+    assert all(0 < r["tools/tool_token_share"] < 1 for r in first)
+    resumed = root / f"resumed-{backend}"
+    shutil.copytree(straight, resumed)
+    for later in ("checkpoint", "metrics.jsonl", "done.json", "prompts.json"):
+        target = resumed / later
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+    steps = sorted(p for p in (resumed / "resume").iterdir() if p.name.startswith("step"))
+    for later in steps[1:]:
+        shutil.rmtree(later)  # keep only the step-1 checkpoint
+    second = run_grpo_stage(resumed, taught, train, stage, backend)
+    assert [r["step"] for r in second] == [2]
+    for key in ("loss", "reward", "response_length", "tools/calls_per_completion", "tools/tool_token_share", "grad_norm"):
+        assert second[0][key] == pytest.approx(first[1][key], rel=1e-6, abs=1e-7), key
+    a = load_model(str(straight / "checkpoint")).state_dict()
+    b = load_model(str(resumed / "checkpoint")).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.vllm
+def test_both_engines_give_the_same_multi_turn_completions(taught):
+    pytest.importorskip("vllm")
+    from r1lab.config.schema import RolloutConfig
+    from r1lab.rollout.engine import build_rollout_engine
+
+    hf, tok, model = hf_engine(taught)
+    cfg = RolloutConfig(backend="vllm", max_model_len=256, max_num_seqs=32, kv_cache_gb=0.25)
+    vllm = build_rollout_engine(cfg, Policy(module=model, path=taught), tok, seed=0)
+    try:
+        params = SamplingParams(120, 0.0)
+        a = ToolCallingEngine(hf, tok, CALCULATOR).generate(prompt_ids(tok), params, None)
+        b = ToolCallingEngine(vllm, tok, CALCULATOR).generate(prompt_ids(tok), params, None)
+    finally:
+        vllm.close()
+    for x, y in zip(a, b):
+        assert x.tool_stats["calls"] == 2 and x.stopped
+        assert (x.token_ids, x.tool_mask, x.tool_stats) == (y.token_ids, y.tool_mask, y.tool_stats)
