@@ -28,26 +28,30 @@ and ``ok`` (the arithmetic of every step stays correct, only the judgement is wr
 "priming with incorrect solutions" experiment of Gandhi et al. (2025), "Cognitive Behaviors that
 Enable Self-Improving Reasoners".
 
-Tool variant (``tools=True``): each attempt line is one ``calculator`` call on the attempt's whole
-expression (:attr:`Attempt.expr`), then the comparison with the target::
+Tool variant (``tools=True``): each attempt line is one ``calculator`` call that checks the
+attempt's whole expression (:attr:`Attempt.expr`) against the target, then the verdict, which
+copies the tool's::
 
-    <tool>7*5-3</tool><result>32</result> no
-    <tool>7*3-5</tool><result>16</result> no
-    <tool>5*3+7</tool><result>22</result> yes
+    <tool>7*5-3=22</tool><result>false: 32</result> no
+    <tool>7*3-5=22</tool><result>false: 16</result> no
+    <tool>5*3+7=22</tool><result>true</result> yes
     </think>
     <answer>5*3+7</answer>
 
-There is no ``check`` line: the tool result is the check. ``<result>...</result>`` holds exactly
-what the calculator returns (``r1lab.tools``: the exact value, an integer as ``22``, anything else
-as a reduced fraction ``24/5`` or ``-2``; computed here with the reference evaluator
-``r1lab.rewards.countdown.parse_expression``); the SFT stage masks that span from the loss, as the
-rollout framework appends it and the policy never samples it. The attempts, their order, the
-number of dead ends and the use of ``rng`` are those of the plain trace of the same seed; only the
-writing differs. (Duplicates are dropped by the written line in both variants, so in the rare case
-where two different step sequences build the same expression, e.g. ``a*b-c*d``, the tool trace
-skips the repeat and takes the next-ranked attempt instead of calling the tool twice on the same
-input.) ``behaviours=False`` keeps only the successful call line; ``wrong_answer=True`` marks the
-last failing attempt ``yes``, its result shown honestly (``<result>21</result> yes`` for target 22).
+Why the call names the target: in a first version the call was the bare expression
+(``<tool>7*5-3</tool><result>32</result> no``) and the model had to compare the result with the
+target itself; the cold-started demo model did not (its ``yes``/``no`` ignored the result: 342 of
+its 364 ``yes`` followed a miss, docs/benchmarks.md), so the calculator's exact values could not
+make the search pay. There is no ``check`` line: the tool result is the check.
+``<result>...</result>`` holds exactly what the calculator returns (``r1lab.tools.calculator``,
+called here); the SFT stage masks that span from the loss, as the rollout framework appends it
+and the policy never samples it. The attempts, their order, the number of dead ends and the use
+of ``rng`` are those of the plain trace of the same seed; only the writing differs. (Duplicates
+are dropped by the written line in both variants, so in the rare case where two different step
+sequences build the same expression, e.g. ``a*b-c*d``, the tool trace skips the repeat and takes
+the next-ranked attempt instead of calling the tool twice on the same input.)
+``behaviours=False`` keeps only the successful call line; ``wrong_answer=True`` marks the last
+failing attempt ``yes`` against its tool's ``false``.
 """
 from __future__ import annotations
 
@@ -62,20 +66,19 @@ from datasets import Dataset
 
 from r1lab.rewards.spans import RESULT_CLOSE, RESULT_OPEN, TOOL_CLOSE, TOOL_OPEN
 from r1lab.data.countdown import Number, apply_op, is_solution, join_expr
-from r1lab.rewards.countdown import parse_expression
+from r1lab.tools.calculator import answer
 
 # The whole phrase vocabulary of a trace.
 NO, YES, CHECK, OK = "no", "yes", "check", "ok"
 
 
-def calculator_text(expr: str) -> str:
-    """What the ``calculator`` tool returns for ``expr``: its exact value, an integer as digits,
-    otherwise a reduced fraction (``str`` of a ``Fraction``).
+def calculator_text(call: str) -> str:
+    """What the ``calculator`` tool returns for ``call`` (``r1lab.tools.calculator.answer``).
 
-    >>> calculator_text("5*3+7"), calculator_text("(5+7)*2/5"), calculator_text("3-5")
-    ('22', '24/5', '-2')
+    >>> calculator_text("5*3+7"), calculator_text("(5+7)*2/5"), calculator_text("5*3+7=22"), calculator_text("7*5-3=22")
+    ('22', '24/5', 'true', 'false: 32')
     """
-    return str(parse_expression(expr)[0])
+    return answer(call)
 
 
 def format_value(v: Number) -> str:
@@ -101,9 +104,11 @@ class Attempt:
         body = " ".join(f"{format_value(a)}{op}{format_value(b)}={format_value(c)}" for a, op, b, c in self.steps)
         return f"{body} {verdict}"
 
-    def tool_line(self, verdict: str) -> str:
-        """The attempt as one calculator call on its whole expression, then the verdict."""
-        return f"{TOOL_OPEN}{self.expr}{TOOL_CLOSE}{RESULT_OPEN}{calculator_text(self.expr)}{RESULT_CLOSE} {verdict}"
+    def tool_line(self, verdict: str, target: int) -> str:
+        """The attempt as one calculator call that checks its whole expression against the
+        target (``true`` / ``false: 32``), then the verdict."""
+        call = f"{self.expr}={target}"
+        return f"{TOOL_OPEN}{call}{TOOL_CLOSE}{RESULT_OPEN}{calculator_text(call)}{RESULT_CLOSE} {verdict}"
 
 
 def _moves(a: Number, b: Number, integers_only: bool) -> list[tuple[int, str]]:
@@ -186,7 +191,7 @@ def make_trace(
     ranked_fails = sorted(fails, key=lambda a: _plausibility(a, target, largest, rng))
     n_dead = rng.randrange(max_attempts) if behaviours else 0
 
-    render = Attempt.tool_line if tools else Attempt.line
+    render = (lambda a, verdict: a.tool_line(verdict, target)) if tools else Attempt.line
     lines: list[str] = []
     for a in ranked_fails:
         if len(lines) >= n_dead + (1 if wrong_answer else 0):

@@ -21,7 +21,7 @@ Per problem: one greedy completion, and ``k`` samples at the eval temperature. F
   wrong reasons), ``false_claim_completions``; the same over the greedy completions as
   ``greedy_<name>``;
 * ``tools`` (only when the completions could call tools, ``eval.tools`` or a tool-calling
-  engine): ``r1lab.rollout.tool_calls.tool_metrics`` of the sampled completions (calls, errors
+  engine): ``r1lab.rollout.tool_calls.tool_figures`` of the sampled completions (calls, errors
   and timeouts per completion, share of completions calling, share of tokens written by tools).
 
 Problems are sharded over ranks, generated, gathered in order and scored on every rank.
@@ -48,8 +48,8 @@ from r1lab.eval.metrics import bootstrap_ci, ks_up_to, majority_correct, pass_at
 from r1lab.models.templates import encode_prompt, full_response
 from r1lab.rewards import get_reward
 from r1lab.rollout.engine import RolloutEngine, SamplingParams, as_engine
-from r1lab.rollout.groups import Rollout, sample_groups
-from r1lab.rollout.tool_calls import tool_metrics
+from r1lab.rollout.groups import sample_groups
+from r1lab.rollout.tool_calls import tool_figures, tool_sums
 
 BY_DIFFICULTY_FIGURES = ("greedy_accuracy", "sampled_accuracy", "pass@k", "maj@k", "answer_distance")
 
@@ -170,12 +170,11 @@ def process_validity(greedy: Scored, sampled: Scored) -> dict[str, float] | None
 
 
 def tool_figures_of(rollouts: Rollouts) -> dict[str, float]:
-    """eval.json's ``tools``: `tool_metrics` of the completions; {} when they could call none."""
+    """eval.json's ``tools``: `tool_figures` of the completions; {} when they could call none."""
     if not rollouts.tool_stats:
         return {}
-    k = rollouts.lengths.shape[1]
     stats = {name: torch.from_numpy(v.reshape(-1)) for name, v in rollouts.tool_stats.items()}
-    return tool_metrics(Rollout(group_size=k, tool_stats=stats))
+    return tool_figures(tool_sums(stats), float(rollouts.lengths.size))
 
 
 def per_problem_figures(greedy: Scored, sampled: Scored, lengths: np.ndarray) -> dict[str, np.ndarray]:

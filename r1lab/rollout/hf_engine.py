@@ -1,7 +1,8 @@
 """The ``hf`` rollout engine: r1lab's own decode loop (`r1lab.rollout.sampler`) on the policy itself.
 
 It samples from the live weights, so there is nothing to push, and under ZeRO-3 it gathers the
-full model for the duration of each ``generate``. Each call draws from a fresh
+full model for the duration of each ``generate``. Multi-turn tool rollouts run in one decode pass
+(``generate_with_tools``): a row's tool output is fed to it in place, its KV cache kept. Each call draws from a fresh
 ``torch.Generator`` seeded with ``seed``: the same seed gives the same samples, on resume too.
 """
 from __future__ import annotations
@@ -10,7 +11,7 @@ import torch
 
 from r1lab.config.schema import RolloutConfig
 from r1lab.rollout.engine import ROLLOUT_ENGINES, Completion, Policy, SamplingParams
-from r1lab.rollout.sampler import generate
+from r1lab.rollout.sampler import ToolHook, generate
 
 
 class HFEngine:
@@ -28,6 +29,18 @@ class HFEngine:
             gen = torch.Generator(device=next(module.parameters()).device).manual_seed(seed)
         with self.policy.gathered():  # ZeRO-3: full weights for sampling
             return generate(module, self.tokenizer, prompt_ids, params, max_batch or max(1, len(prompt_ids)), gen)
+
+    def generate_with_tools(
+        self, prompt_ids: list[list[int]], params: SamplingParams, seed: int | None, max_batch: int, hook: ToolHook
+    ) -> list[Completion]:
+        """`generate` with tool calls handled inside the decode loop (`sampler.ToolHook`): a row
+        that calls a tool is fed the result and goes on, in the same pass, its cache kept."""
+        module = self.policy.module
+        gen = None
+        if seed is not None and params.temperature > 0:
+            gen = torch.Generator(device=next(module.parameters()).device).manual_seed(seed)
+        with self.policy.gathered():
+            return generate(module, self.tokenizer, prompt_ids, params, max_batch or max(1, len(prompt_ids)), gen, tool_hook=hook)
 
     def sync_weights(self) -> None:
         pass

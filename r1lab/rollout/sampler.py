@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
 
@@ -22,6 +23,17 @@ class SamplingParams:
     temperature: float = 1.0  # 0 = greedy
     top_p: float = 1.0
     stop: list[str] = field(default_factory=lambda: ["</answer>"])  # generation ends after any of these
+
+
+class ToolHook(Protocol):
+    """What `generate_batch` calls when a row writes ``stop`` (r1lab.rollout.tool_calls)."""
+
+    stop: str  # the stop string that hands a row to the hook ("</tool>")
+
+    def __call__(self, row: int, ids: list[int]) -> tuple[list[int], bool]:
+        """Row ``row`` of the batch has just written ``stop``; ``ids``: its tokens so far (tool
+        tokens included). Returns the tokens to feed it next and whether it may call again."""
+        ...
 
 
 @dataclass
@@ -75,11 +87,16 @@ def generate_batch(
     params: SamplingParams,
     generator: torch.Generator | None = None,
     share_prompts: bool = True,
+    tool_hook: ToolHook | None = None,
 ) -> list[Completion]:
     """Sample one completion per prompt. Prompts are left-padded into one batch.
 
     ``share_prompts``: rows with the same prompt share its prefill and cache (False: every row
     is prefilled and cached on its own, as a plain batched ``generate`` does; for comparisons).
+    ``tool_hook``: multi-turn rollouts in one pass (`ToolHook`): a row that writes the hook's
+    stop string is handed to it, and the tokens it returns are fed to the model as that row's
+    next inputs, one a step, as if sampled (log-prob 0, ``Completion.tool_mask`` 1), while the
+    other rows go on sampling; the row then samples again. Without a hook, nothing changes.
     """
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id
@@ -105,7 +122,11 @@ def generate_batch(
         attn[i, width - len(p) :] = 1
     input_ids, attn = input_ids.to(device), attn.to(device)
     positions = (attn.cumsum(-1) - 1).clamp(min=0)
-    stops = [s.to(device) for s in _stop_sequences(tokenizer, params.stop)]
+    stops = [s.to(device) for s in _stop_sequences(tokenizer, [x for x in params.stop if tool_hook is None or x != tool_hook.stop])]
+    hook_stop = _stop_sequences(tokenizer, [tool_hook.stop])[0].to(device) if tool_hook is not None else None
+    forced: dict[int, list[int]] = {}  # row -> tokens still to feed it (a tool's output)
+    calling = torch.ones(n, dtype=torch.bool, device=device)  # rows that may still call a tool
+    from_tool = torch.zeros((n, params.max_new_tokens), dtype=torch.bool, device=device) if tool_hook is not None else None
     # generated tokens of every row: [n, max_new_tokens], filled as rows advance
     out = torch.full((n, params.max_new_tokens), pad, dtype=torch.long, device=device)
     with_logprobs = params.temperature > 0
@@ -137,6 +158,21 @@ def generate_batch(
             else:
                 tokens = _sample_next(logits, params.temperature, params.top_p, generator)
             rows = live[active]
+            feeding = None
+            if forced:  # rows fed a tool's output take its next token instead of their sample
+                feeding = torch.tensor([int(r) in forced for r in rows.tolist()], dtype=torch.bool, device=device)
+                picked = tokens[active]
+                for j in feeding.nonzero().squeeze(-1).tolist():
+                    row = int(rows[j])
+                    picked[j] = forced[row].pop(0)
+                    if not forced[row]:
+                        del forced[row]
+                tokens = tokens.clone()
+                tokens[active] = picked
+                from_tool[rows[feeding], t] = True
+                if with_logprobs:
+                    logp = logp.clone()
+                    logp[active.nonzero().squeeze(-1)[feeding]] = 0.0
             out[rows, t] = tokens[active]
             if with_logprobs:
                 out_logp[rows, t] = logp[active]
@@ -146,6 +182,18 @@ def generate_batch(
                 k = s.numel()
                 if t + 1 >= k:
                     done |= (out[rows, t + 1 - k : t + 1] == s).all(-1)
+            if feeding is not None:
+                done &= ~feeding  # a tool's output never ends a row
+            if hook_stop is not None and t + 1 >= hook_stop.numel():
+                k = hook_stop.numel()
+                calls = (out[rows, t + 1 - k : t + 1] == hook_stop).all(-1) & calling[rows] & ~done
+                if feeding is not None:
+                    calls &= ~feeding
+                for row in rows[calls].tolist():
+                    feed, again = tool_hook(row, out[row, : t + 1].tolist())
+                    calling[row] = again
+                    if feed:
+                        forced[row] = list(feed)
             stopped[rows[done]] = True
             active[active.clone()] = ~done
             if t + 1 == params.max_new_tokens or not active.any():
@@ -169,11 +217,14 @@ def generate_batch(
             next_pos = next_pos + 1
 
     out, lengths, stopped = out.cpu(), lengths.cpu(), stopped.cpu()
+    from_tool = from_tool.cpu() if from_tool is not None else None
     out_logp = out_logp.cpu() if with_logprobs else None
     ids = [out[i, : lengths[i]].tolist() for i in range(n)]
     logps = [out_logp[i, : lengths[i]].tolist() for i in range(n)] if with_logprobs else [None] * n
+    tool_masks = [from_tool[i, : lengths[i]].int().tolist() for i in range(n)] if from_tool is not None else [None] * n
     texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
-    return [Completion(token_ids=ids[i], text=texts[i], stopped=bool(stopped[i]), logprobs=logps[i]) for i in range(n)]
+    return [Completion(token_ids=ids[i], text=texts[i], stopped=bool(stopped[i]), logprobs=logps[i], tool_mask=tool_masks[i])
+            for i in range(n)]
 
 
 def generate(
@@ -184,12 +235,25 @@ def generate(
     batch_size: int,
     generator: torch.Generator | None = None,
     share_prompts: bool = True,
+    tool_hook: ToolHook | None = None,
 ) -> list[Completion]:
-    """Sample one completion per prompt, ``batch_size`` prompts at a time, in order."""
+    """Sample one completion per prompt, ``batch_size`` prompts at a time, in order
+    (``tool_hook``: `generate_batch`'s, called with the row's index in ``prompt_ids``)."""
     was_training = model.training
     model.eval()
     out: list[Completion] = []
     for start in range(0, len(prompt_ids), batch_size):
-        out.extend(generate_batch(model, tokenizer, prompt_ids[start : start + batch_size], params, generator, share_prompts))
+        hook = _Offset(tool_hook, start) if tool_hook is not None else None
+        out.extend(generate_batch(model, tokenizer, prompt_ids[start : start + batch_size], params, generator, share_prompts, hook))
     model.train(was_training)
     return out
+
+
+class _Offset:
+    """A `ToolHook` seen by one batch: its row indices start at ``start`` of the whole call."""
+
+    def __init__(self, hook: ToolHook, start: int) -> None:
+        self.hook, self.start, self.stop = hook, start, hook.stop
+
+    def __call__(self, row: int, ids: list[int]) -> tuple[list[int], bool]:
+        return self.hook(self.start + row, ids)

@@ -2,7 +2,9 @@
 
 Input: numbers (integers or decimals such as ``0.1``) with ``+ - * / ( )`` (``×``, ``÷``, ``−``
 too), the Countdown answer syntax, so a model trained on Countdown writes what it already
-knows; one trailing ``=`` is ignored. There is no unary minus (the Countdown syntax has none:
+knows; one trailing ``=`` is ignored. An equation ``EXPR = VALUE`` is checked exactly:
+``true``, or ``false: 32`` with EXPR's value (a model that compares a result with a target
+itself has to copy and compare digits; asked, the calculator does it without error). There is no unary minus (the Countdown syntax has none:
 write ``0-3``). The value is exact (``fractions.Fraction``): an integer prints as ``22``,
 anything else as the reduced fraction ``24/5`` (never a rounded decimal, so the model can reuse
 it in a later call as ``24/5``).
@@ -57,13 +59,24 @@ def format_value(value: Fraction) -> str:
     return str(value.numerator) if value.denominator == 1 else f"{value.numerator}/{value.denominator}"
 
 
+def answer(text: str) -> str:
+    """What the calculator shows for ``text``: ``22`` / ``24/5``, or for ``EXPR = VALUE``
+    ``true`` / ``false: 32``. Raises like `evaluate`."""
+    left, sep, right = text.partition("=")
+    if sep and right.strip():
+        value = evaluate(left)
+        return "true" if value == evaluate(right) else f"false: {format_value(value)}"
+    return format_value(evaluate(text))
+
+
 @register_tool("calculator")
 def calculator(text: str, limits: ToolLimits) -> ToolResult:
-    """The value of ``text`` as ``22`` or ``24/5``; an error naming the syntax otherwise."""
+    """The value of ``text`` as ``22`` or ``24/5`` (an equation: ``true`` / ``false: 32``); an
+    error naming the syntax otherwise."""
     if len(text.strip()) > MAX_INPUT_CHARS:
         return error(f"the calculator takes at most {MAX_INPUT_CHARS} characters")
     try:
-        return ToolResult(format_value(evaluate(text)), "ok")
+        return ToolResult(answer(text), "ok")
     except ZeroDivisionError:
         return error("division by zero")
     except ValueError:

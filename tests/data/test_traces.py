@@ -134,13 +134,20 @@ def test_wrong_answer_rate(behaviours):
         make_sft_dataset(problems, seed=0, wrong_answer_rate=1.5)
 
 
-# --- tool traces: each attempt is one calculator call on the whole expression ------------------
+# --- tool traces: each attempt is one calculator call checking the whole expression ------------
 
-TOOL_LINE = re.compile(r"<tool>([0-9+\-*/()]+)</tool><result>(-?\d+(?:/\d+)?)</result> (no|yes)")
+TOOL_LINE = re.compile(r"<tool>([0-9+\-*/()]+)=(\d+)</tool><result>(true|false: -?\d+(?:/\d+)?)</result> (no|yes)")
 
 
-def parse_tool_trace(response: str, numbers):
-    """Check a tool trace; return (attempts as (expression, value, verdict), answer)."""
+def shown(value: Fraction) -> str:
+    return str(value.numerator) if value.denominator == 1 else f"{value.numerator}/{value.denominator}"
+
+
+def parse_tool_trace(response: str, numbers, target: int | None = None):
+    """Check a tool trace; return (attempts as (expression, value, verdict), answer). Each call
+    checks the attempt against ``target`` and its result is the exact verdict (``true`` /
+    ``false: <value>``), which the line's own verdict copies (except where a wrong answer is
+    planted: the caller checks that)."""
     *body, close, answer_line = response.split("\n")
     assert close == "</think>"
     m = re.fullmatch(r"<answer>(.+)</answer>", answer_line)
@@ -149,10 +156,12 @@ def parse_tool_trace(response: str, numbers):
     for line in body:
         lm = TOOL_LINE.fullmatch(line)
         assert lm, line  # no check line, nothing but calls
-        expr, result, verdict = lm.groups()
+        expr, called_target, result, verdict = lm.groups()
+        assert target is None or int(called_target) == target, line
         assert sorted(int(n) for n in re.findall(r"\d+", expr)) == sorted(numbers), line  # every number once
-        assert result == str(fraction_eval(expr)), line  # the result is the exact value, as the calculator writes it
-        attempts.append((expr, Fraction(result), verdict))
+        value = fraction_eval(expr)
+        assert result == ("true" if value == int(called_target) else f"false: {shown(value)}"), line  # exact, as the calculator writes it
+        attempts.append((expr, value, verdict))
     assert attempts and attempts[-1][2] == "yes" and all(v == "no" for _, _, v in attempts[:-1])
     assert m.group(1) == attempts[-1][0]  # the answer is the final call's expression
     assert len({e for e, _, _ in attempts}) == len(attempts)  # never the same call twice
@@ -172,9 +181,9 @@ def plain_attempt_exprs(response: str, numbers) -> list[set[str]]:
 
 def test_tool_worked_example():
     trace = make_trace([3, 5, 7], 22, random.Random(0), tools=True)
-    attempts, answer = parse_tool_trace(trace, [3, 5, 7])
+    attempts, answer = parse_tool_trace(trace, [3, 5, 7], 22)
     assert attempts[-1][1] == 22 and solves(answer, [3, 5, 7], 22)
-    assert trace.endswith("<tool>5*3+7</tool><result>22</result> yes\n</think>\n<answer>5*3+7</answer>")
+    assert trace.endswith("<tool>5*3+7=22</tool><result>true</result> yes\n</think>\n<answer>5*3+7</answer>")
     assert "check" not in trace and "<think>" not in trace
 
 
@@ -186,7 +195,7 @@ def test_tool_traces_correct_and_same_attempts_as_plain(num_numbers, count):
     assert all(tool["response_correct"])
     collisions = 0
     for row, plain_trace in zip(tool, plain["response"]):
-        attempts, answer = parse_tool_trace(row["response"], row["numbers"])
+        attempts, answer = parse_tool_trace(row["response"], row["numbers"], row["target"])
         assert solves(answer, row["numbers"], row["target"])
         assert [v == row["target"] for _, v, _ in attempts] == [verdict == "yes" for _, _, verdict in attempts]
         # the same attempts in the same order, as many as in the plain trace
@@ -209,7 +218,7 @@ def test_tool_results_are_the_real_calculators():
     traces = list(make_sft_dataset(problems, seed=1, tools=True, wrong_answer_rate=0.2)["response"])
     traces.append(make_trace([1, 5, 5, 5], 24, random.Random(3), tools=True))  # fractions on the way
     calls = [m.groups() for t in traces for m in re.finditer(r"<tool>(.*?)</tool><result>(.*?)</result>", t)]
-    assert len(calls) > 400 and any("/" in result for _, result in calls)
+    assert len(calls) > 400 and any("/" in result for _, result in calls) and any(r == "true" for _, r in calls)
     for body, result in calls:
         out = calculator(body, limits)
         assert (out.text, out.status) == (result, "ok"), body
@@ -217,16 +226,16 @@ def test_tool_results_are_the_real_calculators():
 
 def test_tool_fraction_fallback():
     trace = make_trace([1, 5, 5, 5], 24, random.Random(3), tools=True)
-    attempts, answer = parse_tool_trace(trace, [1, 5, 5, 5])
+    attempts, answer = parse_tool_trace(trace, [1, 5, 5, 5], 24)
     assert solves(answer, [1, 5, 5, 5], 24)
-    assert any(v.denominator != 1 for _, v, _ in attempts)  # e.g. <result>26/5</result>
+    assert any(v.denominator != 1 for _, v, _ in attempts)  # e.g. <result>false: 26/5</result>
 
 
 def test_tool_behaviours_off_is_one_call():
     problems = generate_problems(300, seed=4)
     sft = make_sft_dataset(problems, seed=0, behaviours=False, tools=True)
     for row in sft:
-        attempts, answer = parse_tool_trace(row["response"], row["numbers"])
+        attempts, answer = parse_tool_trace(row["response"], row["numbers"], row["target"])
         assert len(attempts) == 1 and attempts[0][1] == row["target"]
 
 
@@ -238,9 +247,10 @@ def test_tool_wrong_answer_shows_the_true_result():
     assert sum(not c for c in sft["response_correct"]) == 100
     for row in sft:
         *body, _, answer_line = row["response"].split("\n")
-        expr, result, verdict = TOOL_LINE.fullmatch(body[-1]).groups()
-        assert verdict == "yes" and result == str(fraction_eval(expr))  # the result is honest
-        assert (Fraction(result) == row["target"]) == row["response_correct"] == solves(expr, row["numbers"], row["target"])
+        expr, _, result, verdict = TOOL_LINE.fullmatch(body[-1]).groups()
+        value = fraction_eval(expr)
+        assert verdict == "yes" and result == ("true" if value == row["target"] else f"false: {shown(value)}")  # the result is honest
+        assert (result == "true") == row["response_correct"] == solves(expr, row["numbers"], row["target"])
         assert answer_line == f"<answer>{expr}</answer>"
 
 

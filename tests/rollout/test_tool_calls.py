@@ -76,7 +76,8 @@ def taught(tmp_path_factory) -> str:
 
 
 class Recording:
-    """The real engine, with each turn's prompts and completions kept for the assertions."""
+    """The real engine, with each turn's prompts and completions kept for the assertions; it
+    hides the engine's one-pass path, so the rollout goes turn by turn through ``generate``."""
 
     def __init__(self, inner) -> None:
         self.inner, self.name, self.turns = inner, inner.name, []
@@ -87,6 +88,8 @@ class Recording:
         return out
 
     def __getattr__(self, attr):
+        if attr == "generate_with_tools":
+            raise AttributeError(attr)
         return getattr(self.inner, attr)
 
 
@@ -128,6 +131,31 @@ def test_tool_outputs_are_masked_and_the_sampled_ids_kept_exactly_across_turns(t
         assert tok(c.text, add_special_tokens=False).input_ids != c.token_ids
         assert c.token_ids == [t for ids, _ in expected for t in ids]
         # the engine's log-probs of the sampled tokens are the trainer's on the whole sequence
+        ids = torch.tensor([prompt + c.token_ids])
+        mask = torch.zeros_like(ids)
+        mask[0, len(prompt):] = 1
+        with torch.no_grad():
+            logp, _ = token_logprobs(model, ids, torch.ones_like(ids), mask, temperature=0.5)
+        sampled = torch.tensor(c.tool_mask) == 0
+        assert torch.allclose(logp[0, len(prompt) - 1:][sampled], torch.tensor(c.logprobs)[sampled], atol=1e-4)
+        assert all(lp == 0.0 for lp, m in zip(c.logprobs, c.tool_mask) if m)
+
+
+def test_the_one_pass_rollout_equals_the_turn_by_turn_one(taught):
+    """The hf engine feeds tool output inside its decode loop; greedy, that must give exactly
+    the completions of the turn-by-turn loop (the path every other engine takes)."""
+    inner, tok, model = hf_engine(taught)
+    for cfg, budget in ((CALCULATOR, 160), (ToolsConfig(names=["calculator"], max_calls=1), 160), (CALCULATOR, 40)):
+        params = SamplingParams(budget, 0.0)
+        one_pass = ToolCallingEngine(inner, tok, cfg).generate(prompt_ids(tok), params, None)
+        by_turns = ToolCallingEngine(Recording(inner), tok, cfg).generate(prompt_ids(tok), params, None)
+        for a, b in zip(one_pass, by_turns):
+            assert (a.token_ids, a.tool_mask, a.tool_stats, a.stopped, a.text) == (b.token_ids, b.tool_mask, b.tool_stats, b.stopped, b.text)
+    # sampled: the fed tokens carry log-prob 0 and the sampled ones the trainer's
+    out = ToolCallingEngine(inner, tok, CALCULATOR).generate(prompt_ids(tok), SamplingParams(120, 0.5), seed=3)
+    for prompt, c in zip(prompt_ids(tok), out):
+        assert c.tool_stats["calls"] == 2 and c.token_ids == [t for ids, _ in response_parts(tok) for t in ids]
+        assert c.tool_mask == [m for ids, m in response_parts(tok) for _ in ids]
         ids = torch.tensor([prompt + c.token_ids])
         mask = torch.zeros_like(ids)
         mask[0, len(prompt):] = 1

@@ -117,7 +117,7 @@ def test_trace_examples_and_batches():
     assert cut["loss_mask"][0].tolist() == ([0] * len(p) + m)[: len(p) + 40]
     # the masked characters are exactly the tool output
     text = tok.decode([t for t, b in zip(r, m) if b == 0])
-    assert re.fullmatch(r"(<result>-?\d+(/\d+)?</result>)+", text), text
+    assert re.fullmatch(r"(<result>(true|false: -?\d+(/\d+)?)</result>)+", text), text
 
 
 def test_data_file_with_tool_output(tmp_path):

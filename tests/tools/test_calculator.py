@@ -25,6 +25,11 @@ LIMITS = ToolLimits()
     ("6 × 4 ÷ 5 − 1", "19/5"),  # the Countdown signs
     (" 100 - 4 * 25 ", "0"),
     ("5*3+7 =", "22"),  # one trailing '=' is ignored
+    ("5*3+7=22", "true"),  # an equation is checked exactly
+    ("5*3+7=21", "false: 22"),
+    ("1/3+1/6 = 0.5", "true"),
+    ("7*5-3=22", "false: 32"),
+    ("9/4=2", "false: 9/4"),
     ("007+1", "8"),
     ("99999999*99999999*99999999", str(99999999**3)),
 ])
@@ -45,7 +50,7 @@ def test_division_by_zero(text):
 
 @pytest.mark.parametrize("text", [
     "__import__('os')", "2**10", "abs(3)", "x+1", "", "   ", "1;2", "-3", "1.2.3", "(1+2", "1+",
-    "3x4", "5*3+7=21", "1e5", "print(1)", "1 == 1", "2^3",
+    "3x4", "5*3+7=2=2", "1e5", "print(1)", "1 == 1", "2^3", "=22",
 ])
 def test_refuses_anything_but_arithmetic(text):
     result = calculator(text, LIMITS)

@@ -1,0 +1,128 @@
+"""The calculator experiment of docs/benchmarks.md: GRPO with tool calls against GRPO without, at
+about equal wall time, on the tiny Countdown model; 3 and 4 numbers, 3 seeds each.
+
+Protocol (what the runs under ``--root`` are):
+
+* one cold start per arm and number count, seed 0, 400 steps (the recipes' own):
+  ``r1lab recipe=r1_countdown_tiny  ... stages.grpo=null`` and ``r1lab recipe=r1_countdown_tools ...
+  stages.grpo=null`` (4 numbers: ``task.countdown.num_numbers=4``);
+* per seed, the two arms' GRPO stages side by side on the same machine (1 thread each), from their
+  cold start (``stages.cold_start=null stages.grpo.model=<cold start>/checkpoint``): the no-tool
+  arm 120 steps, the tool arm 55 (a multi-turn step cost ~2.2x a plain one in a pilot), entropy
+  term from half-way; rollout budgets that fit the cold-start traces (3 numbers: 100 / 200 tokens,
+  4 numbers: 160 / 256; eval 128 / 256 and 192 / 256); eval on 200 held-out problems x 8 samples.
+
+    python bench/tools_experiment.py --root /tmp/exp      # the table of docs/benchmarks.md
+
+Reads each run's ``stages/*/eval.json`` and GRPO ``metrics.jsonl``; prints one row per run and
+the per-arm medians. "start"/"end": means over the first and last 10 GRPO steps.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+from pathlib import Path
+
+TRAIN = ("response_length", "tools/calls_per_completion", "behaviour/backtracking", "behaviour/verification",
+         "behaviour/false_verification", "process/true_claim_share")
+
+
+def grpo_dir(run: Path) -> Path:
+    return next(d for d in sorted((run / "stages").iterdir()) if d.name.endswith("grpo"))
+
+
+def train_figures(metrics: Path, window: int = 10) -> dict[str, tuple[float, float]]:
+    rows = [json.loads(line) for line in metrics.read_text().splitlines()]
+    steps = [r for r in rows if "loss" in r]
+    out = {}
+    for key in TRAIN:
+        values = [r.get(key, 0.0) for r in steps]
+        out[key] = (statistics.mean(values[:window]), statistics.mean(values[-window:]))
+    out["seconds_per_step"] = (statistics.median(r["time_generate"] + r["time_train"] for r in steps),) * 2
+    out["steps"] = (len(steps),) * 2
+    return out
+
+
+def wall_seconds(log: Path) -> float | None:
+    m = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (?:(\d+):)?(\d+):([\d.]+)", log.read_text())
+    return None if not m else int(m.group(1) or 0) * 3600 + int(m.group(2)) * 60 + float(m.group(3))
+
+
+def run_row(run: Path) -> dict:
+    stage = grpo_dir(run)
+    ev = json.loads((stage / "eval.json").read_text())
+    row = {"run": run.name, "sampled": ev["sampled_accuracy"], "greedy": ev["greedy_accuracy"],
+           "length": ev["mean_response_length"], "true_claims": ev["process"]["true_claim_share"],
+           "correct_false_claim": ev["process"]["correct_with_false_claim"],
+           "calls": ev.get("tools", {}).get("calls_per_completion", 0.0),
+           "backtracking": ev["behaviours"]["backtracking"]["mean"]}
+    train = train_figures(stage / "metrics.jsonl")
+    for key, (start, end) in train.items():
+        row[f"train/{key}"] = (start, end)
+    log = run.with_suffix(".log")
+    row["wall_s"] = wall_seconds(log) if log.exists() else None
+    return row
+
+
+def plot(runs: list[Path], out: Path) -> None:
+    """Training curves of both arms, per number count: held-out sampled accuracy (in-training
+    evaluations), response length, tool calls and backtracking phrases per completion."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [("eval/sampled_accuracy", "held-out sampled accuracy"), ("response_length", "response length (tokens)"),
+              ("tools/calls_per_completion", "tool calls / completion"), ("behaviour/backtracking", "backtracking / completion")]
+    fig, axes = plt.subplots(2, len(panels), figsize=(4 * len(panels), 6.5), squeeze=False)
+    for run in runs:
+        n, arm = run.name.split("_")[0], run.name.split("_")[1]
+        rows = [json.loads(line) for line in (grpo_dir(run) / "metrics.jsonl").read_text().splitlines()]
+        for j, (key, title) in enumerate(panels):
+            pts = [(r["step"], r[key]) for r in rows if key in r]
+            if not pts:
+                continue
+            ax = axes[0 if n == "n3" else 1][j]
+            ax.plot(*zip(*pts), color="tab:orange" if arm == "tools" else "tab:blue", alpha=0.6, lw=1,
+                    label=arm if run.name.endswith("s0") else None)
+            ax.set_title(f"{n[1]} numbers: {title}", fontsize=9)
+    for ax in axes.flat:
+        ax.set_xlabel("GRPO step", fontsize=8)
+        if ax.lines:
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--root", type=Path, default=Path("/tmp/exp"))
+    ap.add_argument("--plot", type=Path, default=None, help="write the training curves here (png)")
+    args = ap.parse_args()
+    done = [r for r in sorted(args.root.glob("n[34]_*_s[0-9]")) if any((r / "stages").glob("*grpo/eval.json"))]
+    rows = [run_row(r) for r in done]
+    for r in rows:
+        t = {k[6:]: v for k, v in r.items() if k.startswith("train/")}
+        print(f"{r['run']:14s} sampled {r['sampled']:.3f} greedy {r['greedy']:.3f} len {r['length']:5.1f} "
+              f"calls {r['calls']:.2f} backtrack {r['backtracking']:.2f} true-claims {r['true_claims']:.3f} "
+              f"correct|false-claim {r['correct_false_claim']:.3f} | train len {t['response_length'][0]:.0f}->{t['response_length'][1]:.0f} "
+              f"calls {t['tools/calls_per_completion'][0]:.2f}->{t['tools/calls_per_completion'][1]:.2f} "
+              f"backtrack {t['behaviour/backtracking'][0]:.2f}->{t['behaviour/backtracking'][1]:.2f} "
+              f"steps {t['steps'][0]:.0f} s/step {t['seconds_per_step'][0]:.1f} wall {r['wall_s']}"
+              )
+    print(json.dumps(rows, indent=1, default=float), file=open(args.root / "summary.json", "w"))
+    for arm in ("plain", "tools"):
+        for n in ("n3", "n4"):
+            mine = [r for r in rows if r["run"].startswith(f"{n}_{arm}_")]
+            if mine:
+                values = [r["sampled"] for r in mine]
+                listed = ", ".join(f"{v:.3f}" for v in values)
+                print(f"{n} {arm:5s}: sampled median {statistics.median(values):.3f} ({listed})")
+    if args.plot:
+        plot(done, args.plot)
+
+
+if __name__ == "__main__":
+    main()
