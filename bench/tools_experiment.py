@@ -1,16 +1,22 @@
 """The calculator experiment of docs/benchmarks.md: GRPO with tool calls against GRPO without, at
 about equal wall time, on the tiny Countdown model; 3 and 4 numbers, 3 seeds each.
 
-Protocol (what the runs under ``--root`` are):
+Protocol (what the runs under ``--root`` are; all with ``engine.num_threads=1 tracking.progress_bar=false``):
 
 * one cold start per arm and number count, seed 0, 400 steps (the recipes' own):
-  ``r1lab recipe=r1_countdown_tiny  ... stages.grpo=null`` and ``r1lab recipe=r1_countdown_tools ...
-  stages.grpo=null`` (4 numbers: ``task.countdown.num_numbers=4``);
-* per seed, the two arms' GRPO stages side by side on the same machine (1 thread each), from their
-  cold start (``stages.cold_start=null stages.grpo.model=<cold start>/checkpoint``): the no-tool
-  arm 120 steps, the tool arm 55 (a multi-turn step cost ~2.2x a plain one in a pilot), entropy
-  term from half-way; rollout budgets that fit the cold-start traces (3 numbers: 100 / 200 tokens,
-  4 numbers: 160 / 256; eval 128 / 256 and 192 / 256); eval on 200 held-out problems x 8 samples.
+  ``r1lab recipe=r1_countdown_tiny stages.grpo=null`` and ``r1lab recipe=r1_countdown_tools
+  stages.grpo=null`` (4 numbers: ``task.countdown.num_numbers=4 task.countdown.num_test_hard=0``);
+* per seed (``seed=0,1,2``) each arm's GRPO stage from its cold start, two runs at a time on the
+  machine: ``stages.cold_start=null stages.grpo.model=<cold start>/stages/01-cold_start/checkpoint
+  eval.num_problems=200 eval.samples=8 eval.every_num_problems=100 eval.every_samples=2``, and
+  - no tool: ``recipe=r1_countdown_tiny stages.grpo.steps=120 stages.grpo.entropy_from_step=60
+    eval.every=30``, budget ``stages.grpo.max_new_tokens=100 eval.max_new_tokens=128`` (4 numbers:
+    160 / 192);
+  - tool: ``recipe=r1_countdown_tools stages.grpo.steps=50 stages.grpo.entropy_from_step=25
+    eval.every=12`` (about the same wall time: a multi-turn step cost ~2.4x a plain one),
+    budget 256 / 288;
+* the cold starts evaluated the same way: ``r1lab-eval model=<cold start stage dir>
+  eval.num_problems=200 eval.samples=8 eval.max_new_tokens=<the arm's eval budget>``.
 
     python bench/tools_experiment.py --root /tmp/exp      # the table of docs/benchmarks.md
 

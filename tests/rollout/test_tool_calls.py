@@ -98,6 +98,19 @@ def hf_engine(path: str):
     return HFEngine(Policy(module=model, path=path), tok), tok, model
 
 
+def assert_logprobs_are_the_trainers(model, prompt: list[int], c, temperature: float) -> None:
+    """The engine's log-probs of the sampled tokens are the trainer's on the whole sequence; the
+    tokens a tool wrote carry 0."""
+    ids = torch.tensor([prompt + c.token_ids])
+    mask = torch.zeros_like(ids)
+    mask[0, len(prompt):] = 1
+    with torch.no_grad():
+        logp, _ = token_logprobs(model, ids, torch.ones_like(ids), mask, temperature=temperature)
+    sampled = torch.tensor(c.tool_mask) == 0
+    assert torch.allclose(logp[0, len(prompt) - 1:][sampled], torch.tensor(c.logprobs)[sampled], atol=1e-4)
+    assert all(lp == 0.0 for lp, m in zip(c.logprobs, c.tool_mask) if m)
+
+
 def test_tool_call_body_is_the_text_after_the_last_opener():
     assert tool_call_body("try <tool>1+2</tool>", ["</answer>"]) == "1+2"
     assert tool_call_body("<tool>x</tool> <tool>5*3</tool>", []) == "x"  # the first </tool> stopped the turn
@@ -130,15 +143,7 @@ def test_tool_outputs_are_masked_and_the_sampled_ids_kept_exactly_across_turns(t
         assert c.token_ids[0] == tok.unk_token_id  # sampled, decodes to nothing: kept anyway
         assert tok(c.text, add_special_tokens=False).input_ids != c.token_ids
         assert c.token_ids == [t for ids, _ in expected for t in ids]
-        # the engine's log-probs of the sampled tokens are the trainer's on the whole sequence
-        ids = torch.tensor([prompt + c.token_ids])
-        mask = torch.zeros_like(ids)
-        mask[0, len(prompt):] = 1
-        with torch.no_grad():
-            logp, _ = token_logprobs(model, ids, torch.ones_like(ids), mask, temperature=0.5)
-        sampled = torch.tensor(c.tool_mask) == 0
-        assert torch.allclose(logp[0, len(prompt) - 1:][sampled], torch.tensor(c.logprobs)[sampled], atol=1e-4)
-        assert all(lp == 0.0 for lp, m in zip(c.logprobs, c.tool_mask) if m)
+        assert_logprobs_are_the_trainers(model, prompt, c, temperature=0.5)
 
 
 def test_the_one_pass_rollout_equals_the_turn_by_turn_one(taught):
@@ -156,14 +161,7 @@ def test_the_one_pass_rollout_equals_the_turn_by_turn_one(taught):
     for prompt, c in zip(prompt_ids(tok), out):
         assert c.tool_stats["calls"] == 2 and c.token_ids == [t for ids, _ in response_parts(tok) for t in ids]
         assert c.tool_mask == [m for ids, m in response_parts(tok) for _ in ids]
-        ids = torch.tensor([prompt + c.token_ids])
-        mask = torch.zeros_like(ids)
-        mask[0, len(prompt):] = 1
-        with torch.no_grad():
-            logp, _ = token_logprobs(model, ids, torch.ones_like(ids), mask, temperature=0.5)
-        sampled = torch.tensor(c.tool_mask) == 0
-        assert torch.allclose(logp[0, len(prompt) - 1:][sampled], torch.tensor(c.logprobs)[sampled], atol=1e-4)
-        assert all(lp == 0.0 for lp, m in zip(c.logprobs, c.tool_mask) if m)
+        assert_logprobs_are_the_trainers(model, prompt, c, temperature=0.5)
 
 
 def test_the_train_batch_has_no_loss_on_tool_tokens(taught, tmp_path):
