@@ -154,7 +154,7 @@ class ToolsConfig:
     sampling continues from the exact token ids so far. ``max_new_tokens`` of the stage counts
     sampled and tool tokens together."""
 
-    names: list[str] = field(default_factory=list)  # enabled tools: calculator | python; empty = no tool calls
+    names: list[str] = field(default_factory=list)  # enabled tools: calculator | countdown (checks an attempt at the row's own Countdown problem) | python; empty = no tool calls
     max_calls: int = 4  # tool calls per completion; a call past it gets an error result and ends tool use
     timeout_s: float = 5.0  # wall-clock limit of one call; a call that outlives it returns an error (and its process is killed)
     max_result_chars: int = 200  # longer tool outputs are cut to this many characters
@@ -255,7 +255,12 @@ class SFTStageConfig(StageConfig):
     packing: bool = False  # concatenate examples into max_length rows instead of padding
     trace_behaviours: bool = True  # traces: show search, dead ends and verification
     trace_wrong_answer_rate: float = 0.0  # traces: fraction with a wrong final answer (priming ablation)
-    trace_tools: bool = False  # traces: each attempt is a calculator call (<tool>EXPR</tool><result>V</result> no|yes); results are masked from the loss
+    trace_tools: bool = False  # traces: each attempt is a tool call (<tool>EXPR=T</tool><result>false: 32</result> no|yes); results are masked from the loss
+    trace_tool: str = "calculator"  # the tool the traces call: calculator (EXPR=TARGET) | countdown (EXPR, checked against the problem)
+
+    def check(self, name: str) -> None:
+        if self.trace_tool not in ("calculator", "countdown"):
+            raise ValueError(f"stages.{name}.trace_tool={self.trace_tool!r}; valid: calculator, countdown (r1lab.data.traces.TRACE_TOOLS)")
 
 
 @dataclass

@@ -52,6 +52,12 @@ sequences build the same expression, e.g. ``a*b-c*d``, the tool trace skips the 
 the next-ranked attempt instead of calling the tool twice on the same input.)
 ``behaviours=False`` keeps only the successful call line; ``wrong_answer=True`` marks the last
 failing attempt ``yes`` against its tool's ``false``.
+
+With ``tool="countdown"`` the call is the bare expression and the ``countdown`` tool, which is
+given the problem, checks it as the reward will (``r1lab.tools.countdown``)::
+
+    <tool>7*5-3</tool><result>false: 32</result> no
+    <tool>5*3+7</tool><result>true</result> yes
 """
 from __future__ import annotations
 
@@ -67,6 +73,9 @@ from datasets import Dataset
 from r1lab.rewards.spans import RESULT_CLOSE, RESULT_OPEN, TOOL_CLOSE, TOOL_OPEN
 from r1lab.data.countdown import Number, apply_op, is_solution, join_expr
 from r1lab.tools.calculator import answer
+from r1lab.tools.countdown import check as countdown_check
+
+TRACE_TOOLS = ("calculator", "countdown")  # the tools a tool trace can be written for
 
 # The whole phrase vocabulary of a trace.
 NO, YES, CHECK, OK = "no", "yes", "check", "ok"
@@ -104,11 +113,16 @@ class Attempt:
         body = " ".join(f"{format_value(a)}{op}{format_value(b)}={format_value(c)}" for a, op, b, c in self.steps)
         return f"{body} {verdict}"
 
-    def tool_line(self, verdict: str, target: int) -> str:
-        """The attempt as one calculator call that checks its whole expression against the
-        target (``true`` / ``false: 32``), then the verdict."""
-        call = f"{self.expr}={target}"
-        return f"{TOOL_OPEN}{call}{TOOL_CLOSE}{RESULT_OPEN}{calculator_text(call)}{RESULT_CLOSE} {verdict}"
+    def tool_line(self, verdict: str, target: int, tool: str = "calculator", numbers: Sequence[int] = ()) -> str:
+        """The attempt as one call that checks its whole expression against the target, then the
+        verdict: ``calculator`` is asked ``EXPR=TARGET`` (``true`` / ``false: 32``), ``countdown``
+        (which knows the problem) just ``EXPR``."""
+        if tool == "countdown":
+            call, result = self.expr, countdown_check(self.expr, list(numbers), target)
+        else:
+            call = f"{self.expr}={target}"
+            result = calculator_text(call)
+        return f"{TOOL_OPEN}{call}{TOOL_CLOSE}{RESULT_OPEN}{result}{RESULT_CLOSE} {verdict}"
 
 
 def _moves(a: Number, b: Number, integers_only: bool) -> list[tuple[int, str]]:
@@ -164,15 +178,18 @@ def make_trace(
     behaviours: bool = True,
     wrong_answer: bool = False,
     tools: bool = False,
+    tool: str = "calculator",
 ) -> str:
     """The assistant response after ``<think>``: ``"...attempts...</think>\\n<answer>EXPR</answer>"``.
 
     The number of dead ends before the final attempt is uniform in ``[0, max_attempts)`` (fewer
     when the problem has fewer wrong attempts). ``EXPR`` uses every number once and equals
     ``target`` unless ``wrong_answer``. With ``tools`` every attempt is a calculator call and
-    there is no check line (module docstring). Raises ``ValueError`` when the problem has no
-    solution.
+    there is no check line (module docstring); ``tool``: the tool called, one of
+    ``TRACE_TOOLS``. Raises ``ValueError`` when the problem has no solution.
     """
+    if tools and tool not in TRACE_TOOLS:
+        raise ValueError(f"tool traces are written for {', '.join(TRACE_TOOLS)}, not {tool!r}")
     if max_attempts < 1:
         raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
     if not 2 <= len(numbers) <= 5:  # the attempt list grows ~60x per extra number
@@ -191,7 +208,7 @@ def make_trace(
     ranked_fails = sorted(fails, key=lambda a: _plausibility(a, target, largest, rng))
     n_dead = rng.randrange(max_attempts) if behaviours else 0
 
-    render = (lambda a, verdict: a.tool_line(verdict, target)) if tools else Attempt.line
+    render = (lambda a, verdict: a.tool_line(verdict, target, tool, nums)) if tools else Attempt.line
     lines: list[str] = []
     for a in ranked_fails:
         if len(lines) >= n_dead + (1 if wrong_answer else 0):
@@ -217,14 +234,15 @@ def make_sft_dataset(
     behaviours: bool = True,
     wrong_answer_rate: float = 0.0,
     tools: bool = False,
+    tool: str = "calculator",
 ) -> Dataset:
     """``problems`` plus ``response`` (a :func:`make_trace`) and ``response_correct`` (whether
     its answer solves the problem).
 
     Deterministic in ``seed``: row ``i`` draws from its own stream, so a trace does not change
     when other rows are added or removed. Exactly ``round(wrong_answer_rate * len(problems))``
-    rows, chosen at random, get a wrong final answer. ``tools``: calculator-call traces, the same
-    attempts as without (the same random streams).
+    rows, chosen at random, get a wrong final answer. ``tools``: tool-call traces (``tool``:
+    calculator or countdown), the same attempts as without (the same random streams).
     """
     if not 0.0 <= wrong_answer_rate <= 1.0:
         raise ValueError(f"wrong_answer_rate must be in [0, 1], got {wrong_answer_rate}")
@@ -234,7 +252,7 @@ def make_sft_dataset(
     for i, (numbers, target) in enumerate(zip(problems["numbers"], problems["target"])):
         rng = random.Random(f"r1lab/traces/{seed}/{i}")
         try:
-            trace = make_trace(numbers, target, rng, max_attempts, behaviours=behaviours, wrong_answer=i in wrong, tools=tools)
+            trace = make_trace(numbers, target, rng, max_attempts, behaviours=behaviours, wrong_answer=i in wrong, tools=tools, tool=tool)
         except ValueError as e:
             raise ValueError(f"cannot write a trace for problem row {i}: {e}") from None
         responses.append(trace)
@@ -246,4 +264,4 @@ def make_sft_dataset(
     return out.add_column("response", responses).add_column("response_correct", correct)
 
 
-__all__ = ["Attempt", "all_attempts", "calculator_text", "format_value", "make_sft_dataset", "make_trace"]
+__all__ = ["TRACE_TOOLS", "Attempt", "all_attempts", "calculator_text", "format_value", "make_sft_dataset", "make_trace"]

@@ -19,7 +19,8 @@ from r1lab.config.schema import ToolsConfig
 from r1lab.models.templates import encode_prompt, full_response
 from r1lab.rewards import combine_rewards
 from r1lab.rollout.engine import RolloutEngine, SamplingParams
-from r1lab.rollout.tool_calls import tool_stats_of, with_tools
+from r1lab.rollout.tool_calls import ToolCallingEngine, tool_stats_of, with_tools
+from r1lab.tools import missing_context
 
 
 @dataclass
@@ -114,12 +115,22 @@ def sample_groups(
     engine = with_tools(engine, tokenizer, tools)
     prompt_ids = [encode_prompt(tokenizer, template, task.question(r)) for r in rows]
     prompts = [p for p in prompt_ids for _ in range(group_size)]
+    columns = {c: [r[c] for r in rows for _ in range(group_size)] for c in task.reward_columns}
     start = time.time()
-    completions = engine.generate(prompts, sampling, seed, max_batch) if prompts else []
+    if isinstance(engine, ToolCallingEngine) and prompts:  # tools that need the problem get the row's columns
+        missing = missing_context(tools.names, task.reward_columns)
+        if missing:
+            raise ValueError(
+                f"tools.names: {', '.join(missing)} needs the task's {', '.join(c for cs in missing.values() for c in cs)}, "
+                f"which task {task.name!r} has not (it gives {', '.join(task.reward_columns)}); drop it from tools.names"
+            )
+        contexts = [{c: columns[c][i] for c in columns} for i in range(len(prompts))]
+        completions = engine.generate(prompts, sampling, seed, max_batch, contexts=contexts)
+    else:
+        completions = engine.generate(prompts, sampling, seed, max_batch) if prompts else []
     generated = time.time()
     texts = [c.text for c in completions]
     responses = [full_response(template, t) for t in texts]
-    columns = {c: [r[c] for r in rows for _ in range(group_size)] for c in task.reward_columns}
     scored = combine_rewards(reward_weights, responses, columns)
     rewards = scored.total * scored.components["format"] if format_gate else scored.total
     return Rollout(

@@ -29,6 +29,8 @@ What the trainer relies on:
 * **At most ``tools.max_calls`` calls** run per completion; a call past that gets an error
   result and the row continues with tool calls off. A failing or hanging tool returns an error
   string (``ToolResult.status``) and is counted; it never stops the run.
+* **Tools that need the problem** (``countdown``: its numbers and target) get the row's
+  ``contexts[i]`` (`sample_groups` passes the task's reward columns of each row).
 * **Seeds:** turn 0 draws with the caller's seed (a row that never calls a tool samples what it
   would without tools); turn t with ``derive_seed(seed, "rollout/tool_turn", t)``.
 """
@@ -59,6 +61,7 @@ class _Row:
     timeouts: int = 0
     stopped: bool = False
     done: bool = False
+    context: dict | None = None  # the row's task columns, for tools that need the problem
 
 
 def tool_call_body(turn_text: str, stops: list[str]) -> str | None:
@@ -87,11 +90,17 @@ class ToolCallingEngine:
         return getattr(self.inner, attr)
 
     def generate(
-        self, prompt_ids: list[list[int]], params: SamplingParams, seed: int | None, max_batch: int = 0
+        self, prompt_ids: list[list[int]], params: SamplingParams, seed: int | None, max_batch: int = 0,
+        contexts: list[dict] | None = None,
     ) -> list[Completion]:
+        """The inner engine's `generate`, with tool calls; ``contexts`` ([N] dicts of task columns,
+        or None) go to the tools that need the problem."""
+        if contexts is not None and len(contexts) != len(prompt_ids):
+            raise ValueError(f"{len(contexts)} contexts for {len(prompt_ids)} prompts")
+        rows = [_Row([], [], None, context=None if contexts is None else contexts[i]) for i in range(len(prompt_ids))]
         if hasattr(self.inner, "generate_with_tools"):
-            return self._generate_in_one_pass(prompt_ids, params, seed, max_batch)
-        return self._generate_by_turns(prompt_ids, params, seed, max_batch)
+            return self._generate_in_one_pass(rows, prompt_ids, params, seed, max_batch)
+        return self._generate_by_turns(rows, prompt_ids, params, seed, max_batch)
 
     def _call(self, row: _Row, body: str) -> list[int]:
         """Run ``row``'s call ``body`` (or refuse it past ``max_calls``); the result's token ids."""
@@ -99,16 +108,15 @@ class ToolCallingEngine:
         if row.calls > self.cfg.max_calls:
             text, status = f"error: at most {self.cfg.max_calls} tool calls per completion", "error"
         else:
-            _, result = dispatch(body, self.cfg.names, self.limits)
+            _, result = dispatch(body, self.cfg.names, self.limits, row.context)
             text, status = result.text, result.status
         row.errors += status == "error"
         row.timeouts += status == "timeout"
         return self.tokenizer(f"{RESULT_OPEN}{text}{RESULT_CLOSE}", add_special_tokens=False).input_ids
 
-    def _generate_in_one_pass(self, prompt_ids, params: SamplingParams, seed, max_batch) -> list[Completion]:
+    def _generate_in_one_pass(self, rows: list[_Row], prompt_ids, params: SamplingParams, seed, max_batch) -> list[Completion]:
         """Engines that take a `ToolHook` (``hf``): one decode pass, each call's result fed to its
         row in place while the other rows go on sampling."""
-        rows = [_Row([], [], None) for _ in prompt_ids]
         close = len(self.tokenizer(TOOL_CLOSE, add_special_tokens=False).input_ids)
 
         class Hook:
@@ -126,10 +134,11 @@ class ToolCallingEngine:
             row.ids, row.tool_mask, row.logprobs, row.stopped = out.token_ids, out.tool_mask, out.logprobs, out.stopped
         return [self._completion(r) for r in rows]
 
-    def _generate_by_turns(self, prompt_ids, params: SamplingParams, seed, max_batch) -> list[Completion]:
+    def _generate_by_turns(self, rows: list[_Row], prompt_ids, params: SamplingParams, seed, max_batch) -> list[Completion]:
         """Any engine: a call to the engine per turn, each row continuing from its exact ids."""
-        with_logprobs = params.temperature > 0
-        rows = [_Row([], [], [] if with_logprobs else None) for _ in prompt_ids]
+        if params.temperature > 0:
+            for row in rows:
+                row.logprobs = []
         calling = SamplingParams(params.max_new_tokens, params.temperature, params.top_p, [*params.stop, TOOL_CLOSE])
         turn = 0
         while True:

@@ -82,7 +82,7 @@ def load_examples(ctx: StageContext, tokenizer) -> list[Example]:
             problems = problems.select(range(min(cfg.num_examples, len(problems))))
         ds = make_sft_dataset(
             problems, seed=cfg.seed, behaviours=cfg.trace_behaviours, wrong_answer_rate=cfg.trace_wrong_answer_rate,
-            tools=cfg.trace_tools,
+            tools=cfg.trace_tools, tool=cfg.trace_tool,
         )
         prompts = [ctx.task.question(row) for row in ds]
         responses = ds["response"]

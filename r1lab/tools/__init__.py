@@ -6,12 +6,15 @@ itself on import:
 
 * ``calculator`` (:mod:`r1lab.tools.calculator`): exact ``+ - * / ( )`` over integers and
   decimals, answered as ``22`` or ``24/5``; nothing executed.
+* ``countdown`` (:mod:`r1lab.tools.countdown`): checks an attempt at the row's own Countdown
+  problem (its context columns ``numbers``, ``target``) as the reward will: ``true`` /
+  ``false: 32`` / ``false: use 3 5 7 once each``.
 * ``python`` (:mod:`r1lab.tools.python`): a snippet in a fresh, limited, throw-away process
   (what it does and does not guarantee is in that module's docstring).
 
 Imports ``r1lab.rewards`` only (the calculator reuses the Countdown evaluator).
 """
-from r1lab.tools import calculator, python
-from r1lab.tools.registry import TOOLS, ToolLimits, ToolResult, dispatch, register_tool
+from r1lab.tools import calculator, countdown, python
+from r1lab.tools.registry import TOOL_CONTEXT, TOOLS, ToolLimits, ToolResult, dispatch, missing_context, register_tool
 
-__all__ = ["TOOLS", "ToolLimits", "ToolResult", "dispatch", "register_tool", "calculator", "python"]
+__all__ = ["TOOL_CONTEXT", "TOOLS", "ToolLimits", "ToolResult", "dispatch", "missing_context", "register_tool", "calculator", "countdown", "python"]

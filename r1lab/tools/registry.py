@@ -2,7 +2,10 @@
 
 A tool is a plain function ``tool(input, limits) -> ToolResult``; it honours ``limits`` itself
 (the python tool runs in a killed-on-timeout process, the calculator is bounded by its input
-length). ``dispatch`` is the one entry point of the rollout: it picks the tool named in the
+length). A tool that needs the problem its completion answers (the ``countdown`` checker needs
+the numbers and the target; verl passes such per-sample ``tools_kwargs``) names the task columns
+it reads, ``register_tool("countdown", context=("numbers", "target"))``, and is called as
+``tool(input, limits, context)`` with those columns of the completion's row. ``dispatch`` is the one entry point of the rollout: it picks the tool named in the
 call, runs it and turns *anything* that goes wrong into an error result the model is shown, so
 a bad call costs the model a turn, never the trainer its run.
 """
@@ -11,7 +14,7 @@ from __future__ import annotations
 import re
 import traceback
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 
 @dataclass
@@ -31,19 +34,22 @@ class ToolResult:
     status: str  # "ok" | "error" | "timeout"
 
 
-Tool = Callable[[str, ToolLimits], ToolResult]
+Tool = Callable[..., ToolResult]  # (input, limits) or, with context columns, (input, limits, context)
 TOOLS: dict[str, Tool] = {}  # name -> tool; the tool modules register themselves on import
+TOOL_CONTEXT: dict[str, tuple[str, ...]] = {}  # name -> the task columns it is given (none: context-free)
 
 _PREFIX = re.compile(r"\s*([A-Za-z_][\w-]*)\s*:\s?(.*)", re.DOTALL)
 
 
-def register_tool(name: str) -> Callable[[Tool], Tool]:
-    """Decorator: make ``fn(input, limits) -> ToolResult`` callable as ``<tool>name: ...</tool>``."""
+def register_tool(name: str, context: Sequence[str] = ()) -> Callable[[Tool], Tool]:
+    """Decorator: make ``fn(input, limits) -> ToolResult`` callable as ``<tool>name: ...</tool>``;
+    with ``context`` columns, ``fn(input, limits, context)`` (``context``: those columns of the row)."""
 
     def wrap(fn: Tool) -> Tool:
         if name in TOOLS:
             raise ValueError(f"tool {name!r} is registered twice")
         TOOLS[name] = fn
+        TOOL_CONTEXT[name] = tuple(context)
         return fn
 
     return wrap
@@ -61,14 +67,23 @@ def cut(text: str, max_chars: int) -> str:
     return text[: max(0, max_chars - 3)] + "..."[: max(0, max_chars)]
 
 
-def dispatch(body: str, enabled: Sequence[str], limits: ToolLimits) -> tuple[str | None, ToolResult]:
+def missing_context(enabled: Sequence[str], columns: Sequence[str]) -> dict[str, list[str]]:
+    """Tool -> the context columns it needs that ``columns`` (a task's) lack; {} when all are there."""
+    return {n: [c for c in TOOL_CONTEXT.get(n, ()) if c not in columns] for n in enabled
+            if any(c not in columns for c in TOOL_CONTEXT.get(n, ()))}
+
+
+def dispatch(
+    body: str, enabled: Sequence[str], limits: ToolLimits, context: Mapping[str, Any] | None = None
+) -> tuple[str | None, ToolResult]:
     """Run the call whose text between ``<tool>`` and ``</tool>`` is ``body``.
 
     ``NAME: INPUT`` (``NAME`` one of ``enabled``) calls ``NAME`` with ``INPUT``; with exactly one
     tool enabled, a body without such a prefix is that tool's whole input (so ``<tool>5*3</tool>``
     works). The input is passed as written (each tool trims what it must). Anything else is an error naming the syntax. Never raises: an exception inside a tool
     becomes status ``"error"`` with the exception's last line, and every text is cut to
-    ``limits.max_result_chars``. Returns ``(tool name or None, result)``.
+    ``limits.max_result_chars``. ``context``: the row's task columns, handed to the tools that
+    registered some (a missing one is an error result). Returns ``(tool name or None, result)``.
     """
     name: str | None = None
     try:
@@ -82,10 +97,16 @@ def dispatch(body: str, enabled: Sequence[str], limits: ToolLimits) -> tuple[str
             return None, error(f"name the tool: <tool>NAME: INPUT</tool>, NAME one of {', '.join(enabled)}")
         if name not in TOOLS:
             result = error(f"unknown tool {name!r}; tools: {', '.join(sorted(TOOLS))}")
+        elif TOOL_CONTEXT.get(name):
+            needs = TOOL_CONTEXT[name]
+            if context is None or any(c not in context for c in needs):
+                result = error(f"tool {name!r} needs the problem's {', '.join(needs)}; this rollout gave none")
+            else:
+                result = TOOLS[name](arg, limits, {c: context[c] for c in needs})
         else:
             result = TOOLS[name](arg, limits)
-            if not isinstance(result, ToolResult):
-                result = error(f"tool {name!r} returned {type(result).__name__}, not a ToolResult")
+        if not isinstance(result, ToolResult):
+            result = error(f"tool {name!r} returned {type(result).__name__}, not a ToolResult")
     except Exception as exc:  # noqa: BLE001 - the model sees the error, the trainer goes on
         result = error(traceback.format_exception_only(type(exc), exc)[-1])
     try:

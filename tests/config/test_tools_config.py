@@ -9,7 +9,7 @@ GRPO = {"kind": "grpo", "rewards": {"countdown": 1.0}}
 
 def test_an_unknown_tool_names_the_field_and_the_valid_tools():
     cfg = typed_stage("grpo", {**GRPO, "tools": {"names": ["calc"]}})
-    with pytest.raises(ConfigError, match=r"stages\.grpo\.tools\.names: 'calc' is not a tool; valid: calculator, python"):
+    with pytest.raises(ConfigError, match=r"stages\.grpo\.tools\.names: 'calc' is not a tool; valid: calculator, countdown, python"):
         check_stage("grpo", cfg)
 
 
@@ -33,3 +33,9 @@ def test_every_sampling_stage_takes_tools():
         cfg = typed_stage(kind, raw)
         check_stage(kind, cfg)
         assert cfg.tools.names == ["calculator", "python"] and cfg.tools.max_calls == 2
+
+
+def test_an_unknown_trace_tool_names_the_field_and_the_valid_ones():
+    cfg = typed_stage("cold_start", {"kind": "sft", "trace_tools": True, "trace_tool": "calc"})
+    with pytest.raises(ConfigError, match=r"stages\.cold_start\.trace_tool='calc'; valid: calculator, countdown"):
+        check_stage("cold_start", cfg)

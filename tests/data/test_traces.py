@@ -224,6 +224,29 @@ def test_tool_results_are_the_real_calculators():
         assert (out.text, out.status) == (result, "ok"), body
 
 
+def test_countdown_tool_traces_are_the_calculator_traces_asked_of_the_checker():
+    """tool="countdown": the same attempts, each call the bare expression, each result what the
+    real countdown tool says of it for that row (so "true" exactly on the solution)."""
+    from r1lab.tools import dispatch, ToolLimits
+
+    problems = generate_problems(200, num_numbers=4, seed=3)
+    calc = make_sft_dataset(problems, seed=1, tools=True)
+    check = make_sft_dataset(problems, seed=1, tools=True, tool="countdown")
+    assert all(check["response_correct"])
+    n_calls = 0
+    for row, calc_trace in zip(check, calc["response"]):
+        calls = re.findall(r"<tool>(.*?)</tool><result>(.*?)</result> (no|yes)", row["response"])
+        calc_calls = re.findall(r"<tool>(.*?)=\d+</tool>", calc_trace)
+        assert [body for body, _, _ in calls] == calc_calls
+        for body, result, verdict in calls:
+            assert dispatch(body, ["countdown"], ToolLimits(), row)[1].text == result
+            assert (verdict == "yes") == (result == "true") == solves(body, row["numbers"], row["target"])
+        n_calls += len(calls)
+    assert n_calls > 400
+    with pytest.raises(ValueError, match="not 'python'"):
+        make_trace([3, 5, 7], 22, random.Random(0), tools=True, tool="python")
+
+
 def test_tool_fraction_fallback():
     trace = make_trace([1, 5, 5, 5], 24, random.Random(3), tools=True)
     attempts, answer = parse_tool_trace(trace, [1, 5, 5, 5], 24)

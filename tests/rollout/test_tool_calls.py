@@ -280,3 +280,31 @@ def test_both_engines_give_the_same_multi_turn_completions(taught):
     for x, y in zip(a, b):
         assert x.tool_stats["calls"] == 2 and x.stopped
         assert (x.token_ids, x.tool_mask, x.tool_stats) == (y.token_ids, y.tool_mask, y.tool_stats)
+
+
+@pytest.mark.parametrize("one_pass", [True, False])
+def test_a_tool_that_needs_the_problem_gets_each_rows_own(taught, one_pass):
+    """The taught response opens with the call 2*3 whatever the prompt; the countdown checker
+    judges it against each row's own target (5, then 6), on both rollout paths, through the seam.
+    (What the model writes after a result it was not taught is its own: only the first is asserted.)"""
+    from r1lab.rollout.groups import sample_groups
+
+    inner, tok, _ = hf_engine(taught)
+    engine = inner if one_pass else Recording(inner)
+    r = sample_groups(engine, tok, TASK, TEMPLATE, ROWS, 2, SamplingParams(160, 0.0), {"countdown": 1.0}, seed=None,
+                      tools=ToolsConfig(names=["countdown"], max_calls=4))
+    first = [text.split("<result>", 1)[1].split("</result>")[0] for text in r.texts]
+    assert [text.split("</tool>")[0].rsplit("<tool>")[-1] for text in r.texts] == ["2*3"] * 4
+    assert first == ["false: 6", "false: 6", "true", "true"]
+    assert r.tool_stats["errors"].sum() == 0
+
+
+def test_a_tool_the_task_cannot_feed_is_refused_before_sampling(taught):
+    from r1lab.data.task import Task
+    from r1lab.rollout.groups import sample_groups
+
+    inner, tok, _ = hf_engine(taught)
+    math_like = Task(name="math", splits={}, correctness_reward="math", reward_columns=("answer",), question=lambda row: "1+1?")
+    with pytest.raises(ValueError, match=r"tools.names: countdown needs the task's numbers, target.*drop it from tools.names"):
+        sample_groups(inner, tok, math_like, TEMPLATE, [{"answer": "2"}], 1, SamplingParams(8, 0.0), {}, seed=None,
+                      tools=ToolsConfig(names=["countdown"]))
