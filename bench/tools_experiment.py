@@ -15,8 +15,15 @@ Protocol (what the runs under ``--root`` are; all with ``engine.num_threads=1 tr
   - tool: ``recipe=r1_countdown_tools stages.grpo.steps=50 stages.grpo.entropy_from_step=25
     eval.every=12`` (about the same wall time: a multi-turn step cost ~2.4x a plain one),
     budget 256 / 288;
-* the cold starts evaluated the same way: ``r1lab-eval model=<cold start stage dir>
-  eval.num_problems=200 eval.samples=8 eval.max_new_tokens=<the arm's eval budget>``.
+* variants of the tool arm (run names ``n3_<arm>_s<seed>``): ``toolsmask``, ``stages.grpo.overlong=mask``
+  (a completion cut at the budget gets no loss, DAPO's overlong filtering); ``toolsnoent``,
+  ``stages.grpo.entropy_coef=0`` (no entropy sharpening); ``check``, the ``countdown`` checker instead of
+  the calculator: its own cold start ``stages.cold_start.trace_tool=countdown eval.tools.names=[countdown]``
+  and GRPO with ``stages.grpo.tools.names=[countdown] eval.tools.names=[countdown]``;
+* the cold starts evaluated the same way, at the end of their own run (``stages.grpo=null
+  eval.initial=false eval.num_problems=200 eval.samples=8``, with the arm's eval budget: 4-number
+  no-tool ``eval.max_new_tokens=192``; run names ``n3_tools_cold`` etc.) or by ``r1lab-eval
+  model=<cold start stage dir>`` with the same settings.
 
     python bench/tools_experiment.py --root /tmp/exp      # the table of docs/benchmarks.md
 
@@ -31,6 +38,8 @@ import re
 import statistics
 from pathlib import Path
 
+ARMS = ("plain", "tools", "toolsmask", "toolsnoent", "check")  # no tool | calculator | with overlong=mask | without the entropy term | countdown checker
+COLOURS = {"plain": "tab:blue", "tools": "tab:orange", "toolsmask": "tab:red", "toolsnoent": "tab:purple", "check": "tab:green"}
 TRAIN = ("response_length", "tools/calls_per_completion", "behaviour/backtracking", "behaviour/verification",
          "behaviour/false_verification", "process/true_claim_share")
 
@@ -91,7 +100,7 @@ def plot(runs: list[Path], out: Path) -> None:
             if not pts:
                 continue
             ax = axes[0 if n == "n3" else 1][j]
-            ax.plot(*zip(*pts), color="tab:orange" if arm == "tools" else "tab:blue", alpha=0.6, lw=1,
+            ax.plot(*zip(*pts), color=COLOURS[arm], alpha=0.6, lw=1,
                     label=arm if run.name.endswith("s0") else None)
             ax.set_title(f"{n[1]} numbers: {title}", fontsize=9)
     for ax in axes.flat:
@@ -111,7 +120,7 @@ def main() -> None:
     rows = [run_row(r) for r in done]
     for r in rows:
         t = {k[6:]: v for k, v in r.items() if k.startswith("train/")}
-        print(f"{r['run']:14s} sampled {r['sampled']:.3f} greedy {r['greedy']:.3f} len {r['length']:5.1f} "
+        print(f"{r['run']:16s} sampled {r['sampled']:.3f} greedy {r['greedy']:.3f} len {r['length']:5.1f} "
               f"calls {r['calls']:.2f} backtrack {r['backtracking']:.2f} true-claims {r['true_claims']:.3f} "
               f"correct|false-claim {r['correct_false_claim']:.3f} | train len {t['response_length'][0]:.0f}->{t['response_length'][1]:.0f} "
               f"calls {t['tools/calls_per_completion'][0]:.2f}->{t['tools/calls_per_completion'][1]:.2f} "
@@ -119,7 +128,14 @@ def main() -> None:
               f"steps {t['steps'][0]:.0f} s/step {t['seconds_per_step'][0]:.1f} wall {r['wall_s']}"
               )
     print(json.dumps(rows, indent=1, default=float), file=open(args.root / "summary.json", "w"))
-    for arm in ("plain", "tools"):
+    for cold in sorted(args.root.glob("n[34]_*_cold")):
+        path = cold / "stages" / "01-cold_start" / "eval.json"
+        if path.exists():
+            ev = json.loads(path.read_text())
+            print(f"{cold.name:16s} sampled {ev['sampled_accuracy']:.3f} greedy {ev['greedy_accuracy']:.3f} "
+                  f"len {ev['mean_response_length']:5.1f} calls {ev.get('tools', {}).get('calls_per_completion', 0.0):.2f} "
+                  f"backtrack {ev['behaviours']['backtracking']['mean']:.2f} true-claims {ev['process']['true_claim_share']:.3f}")
+    for arm in ARMS:
         for n in ("n3", "n4"):
             mine = [r for r in rows if r["run"].startswith(f"{n}_{arm}_")]
             if mine:

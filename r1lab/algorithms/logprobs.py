@@ -112,6 +112,12 @@ def token_logprobs_and_entropy(
 
     def scatter(chunks: list[Tensor]) -> Tensor:  # -> [B, L] float32
         flat = torch.cat(chunks) if chunks else hidden.new_zeros(0, dtype=torch.float32)
+        if not chunks and needs_grad:
+            # nothing selected (a micro-batch whose every row is masked, e.g. all cut under
+            # overlong=mask): zeros still tied to the graph, so the loss has a grad_fn and
+            # backward (and ZeRO's gradient collectives) run with zero gradients
+            tie = hidden.sum() * 0.0 + lm_head_weight.sum() * 0.0
+            flat = flat + tie.float()
         if mask is None:
             return flat.reshape(b, l)
         out = torch.zeros(b * l, dtype=torch.float32, device=hidden.device)

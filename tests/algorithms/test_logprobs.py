@@ -58,6 +58,22 @@ def test_mask_skips_positions():
     assert torch.all(grads[0][mask == 0] == 0)
 
 
+def test_a_fully_masked_batch_stays_on_the_graph_with_zero_gradients():
+    """Every row masked (a micro-batch of completions all cut under overlong=mask): zeros, but a
+    loss built on them still has a grad_fn (DeepSpeed's backward refuses one without) and its
+    gradients are exactly zero."""
+    hidden, weight, _, targets = _inputs()
+    logp, entropy = token_logprobs_and_entropy(hidden, weight, targets, mask=torch.zeros(B, L, dtype=torch.long),
+                                               with_entropy=True)
+    assert torch.equal(logp, torch.zeros(B, L)) and torch.equal(entropy, torch.zeros(B, L))
+    loss = (logp * 3.0).sum() / 1
+    assert loss.grad_fn is not None
+    grads = torch.autograd.grad(loss, (hidden, weight))
+    assert all(torch.equal(g, torch.zeros_like(g)) for g in grads)
+    with torch.no_grad():  # no graph asked: none built
+        assert token_logprobs_and_entropy(hidden, weight, targets, mask=torch.zeros(B, L))[0].grad_fn is None
+
+
 def test_temperature_divides_logits():
     hidden, weight, _, targets = _inputs()
     with torch.no_grad():
