@@ -12,14 +12,14 @@ Protocol (what the runs under ``--root`` are; all with ``engine.num_threads=1 tr
   - no tool: ``recipe=r1_countdown_tiny stages.grpo.steps=120 stages.grpo.entropy_from_step=60
     eval.every=30``, budget ``stages.grpo.max_new_tokens=100 eval.max_new_tokens=128`` (4 numbers:
     160 / 192);
-  - tool: ``recipe=r1_countdown_tools stages.grpo.steps=50 stages.grpo.entropy_from_step=25
-    eval.every=12`` (about the same wall time: a multi-turn step cost ~2.4x a plain one),
-    budget 256 / 288;
-* variants of the tool arm (run names ``n3_<arm>_s<seed>``): ``toolsmask``, ``stages.grpo.overlong=mask``
-  (a completion cut at the budget gets no loss, DAPO's overlong filtering); ``toolsnoent``,
-  ``stages.grpo.entropy_coef=0`` (no entropy sharpening); ``check``, the ``countdown`` checker instead of
+  - tool (``tools``): ``recipe=r1_countdown_tools stages.grpo.steps=50 stages.grpo.entropy_from_step=25
+    eval.every=12 stages.grpo.overlong=none`` (about the same wall time: a multi-turn step cost ~2.4x
+    a plain one), budget 256 / 288;
+* variants of the tool arm (run names ``n<3|4>_<arm>_s<seed>``): ``toolsmask``, ``stages.grpo.overlong=mask``
+  (a completion cut at the budget gets no loss, DAPO's overlong filtering; the recipe's own now);
+  ``toolsnoent``, ``overlong=none stages.grpo.entropy_coef=0`` (no entropy sharpening); ``check``, the ``countdown`` checker instead of
   the calculator: its own cold start ``stages.cold_start.trace_tool=countdown eval.tools.names=[countdown]``
-  and GRPO with ``stages.grpo.tools.names=[countdown] eval.tools.names=[countdown]``;
+  and GRPO with ``stages.grpo.tools.names=[countdown] eval.tools.names=[countdown] stages.grpo.overlong=none``;
 * the cold starts evaluated the same way, at the end of their own run (``stages.grpo=null
   eval.initial=false eval.num_problems=200 eval.samples=8``, with the arm's eval budget: 4-number
   no-tool ``eval.max_new_tokens=192``; run names ``n3_tools_cold`` etc.) or by ``r1lab-eval
