@@ -258,10 +258,6 @@ class SFTStageConfig(StageConfig):
     trace_tools: bool = False  # traces: each attempt is a tool call (<tool>EXPR=T</tool><result>false: 32</result> no|yes); results are masked from the loss
     trace_tool: str = "calculator"  # the tool the traces call: calculator (EXPR=TARGET) | countdown (EXPR, checked against the problem)
 
-    def check(self, name: str) -> None:
-        if self.trace_tool not in ("calculator", "countdown"):
-            raise ValueError(f"stages.{name}.trace_tool={self.trace_tool!r}; valid: calculator, countdown (r1lab.data.traces.TRACE_TOOLS)")
-
 
 @dataclass
 class GRPOLossConfig(PolicyLossConfig):

@@ -60,6 +60,11 @@ def check_stage(name: str, cfg: Any) -> None:
         raise ConfigError(f"stages.{name}.schedule={cfg.schedule!r}; valid: cosine, linear, constant")
     if getattr(cfg, "tools", None) is not None:
         check_tools(cfg.tools, f"stages.{name}.tools")
+    if getattr(cfg, "trace_tool", None) is not None:
+        from r1lab.data.traces import TRACE_TOOLS  # config sits below data: looked up at start-up, not imported
+
+        if cfg.trace_tool not in TRACE_TOOLS:
+            raise ConfigError(f"stages.{name}.trace_tool={cfg.trace_tool!r}; valid: {', '.join(TRACE_TOOLS)}")
 
 
 def check_tools(cfg, at: str) -> None:

@@ -1,9 +1,9 @@
 """``countdown``: checks one attempt at the completion's own Countdown problem, as the reward will.
 
-Input: an answer expression (``7*5-3``; a trailing ``= 22`` is ignored: the check is against the
-target). The
-tool is given the row's ``numbers`` and ``target`` (its context columns, ``r1lab.tools.registry``)
-and answers with what the reward will say of that expression as the final answer, and why:
+Input: an answer expression (``7*5-3``; a trailing ``= 22`` is ignored: the check is against
+the target). The tool is given the row's ``numbers`` and ``target`` (its context columns,
+``r1lab.tools.registry``) and answers with what the reward will say of that expression as the
+final answer, and why:
 
 * ``true``: it uses each number once and equals the target (reward 1);
 * ``false: 32``: it uses the numbers right and has another value;
@@ -17,8 +17,10 @@ checks arithmetic (``7*5-3=22`` → ``false: 32``) and knows nothing of the prob
 tool cold start made did not use the problem's numbers, and 23 of its 37 ``true`` results
 followed such a call, which the model then answered. The checker says what the verifier says.
 
-Reuses :func:`r1lab.rewards.countdown.evaluate_answer` and ``parse_expression`` (the reward's
-exact rules; no ``eval``).
+Reuses :func:`r1lab.rewards.countdown.parse_expression` (the reward's exact syntax and
+evaluator; no ``eval``) and applies the reward's number rule to its literals; not
+``evaluate_answer``, which answers ``None`` alike for bad syntax and wrong numbers, so the model
+could not be told which.
 """
 from __future__ import annotations
 

@@ -5,9 +5,11 @@ A tool is a plain function ``tool(input, limits) -> ToolResult``; it honours ``l
 length). A tool that needs the problem its completion answers (the ``countdown`` checker needs
 the numbers and the target; verl passes such per-sample ``tools_kwargs``) names the task columns
 it reads, ``register_tool("countdown", context=("numbers", "target"))``, and is called as
-``tool(input, limits, context)`` with those columns of the completion's row. ``dispatch`` is the one entry point of the rollout: it picks the tool named in the
-call, runs it and turns *anything* that goes wrong into an error result the model is shown, so
-a bad call costs the model a turn, never the trainer its run.
+``tool(input, limits, context)`` with those columns of the completion's row.
+
+``dispatch`` is the one entry point of the rollout: it picks the tool named in the call, runs it
+and turns *anything* that goes wrong into an error result the model is shown, so a bad call
+costs the model a turn, never the trainer its run.
 """
 from __future__ import annotations
 
@@ -69,8 +71,8 @@ def cut(text: str, max_chars: int) -> str:
 
 def missing_context(enabled: Sequence[str], columns: Sequence[str]) -> dict[str, list[str]]:
     """Tool -> the context columns it needs that ``columns`` (a task's) lack; {} when all are there."""
-    return {n: [c for c in TOOL_CONTEXT.get(n, ()) if c not in columns] for n in enabled
-            if any(c not in columns for c in TOOL_CONTEXT.get(n, ()))}
+    missing = {n: [c for c in TOOL_CONTEXT.get(n, ()) if c not in columns] for n in enabled}
+    return {n: cs for n, cs in missing.items() if cs}
 
 
 def dispatch(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from r1lab.tools import TOOLS, ToolLimits, ToolResult, dispatch, register_tool
+from r1lab.tools import TOOL_CONTEXT, TOOLS, ToolLimits, ToolResult, dispatch, register_tool
 from r1lab.tools.registry import cut
 
 LIMITS = ToolLimits(timeout_s=5, max_result_chars=20)
@@ -29,7 +29,7 @@ def throwaway():
 
     yield
     for name in ("echo", "boom", "bad"):
-        del TOOLS[name]
+        del TOOLS[name], TOOL_CONTEXT[name]
 
 
 def test_the_tools_register_themselves():
