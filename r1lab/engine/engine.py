@@ -291,11 +291,11 @@ class Engine:
         """Whether any rank received SIGTERM (the same answer on every rank: a collective)."""
         return dist.any_rank(signals.requested() is not None, "all_reduce (SIGTERM check)")
 
-    def save_and_exit(self, root: Path, state: dict[str, Any], keep: int, cleanup=None) -> None:
+    def save_and_exit(self, root: Path, state: dict[str, Any], keep: int, cleanup=None, rank_files: dict | None = None) -> None:
         """Save a resumable checkpoint of the current step, run ``cleanup`` and exit the process."""
         path = root / step_dirname(self.step)
         if self._saved_step != self.step or not path.exists():
-            path = self.save(root, state, keep)
+            path = self.save(root, state, keep, rank_files)
         if cleanup is not None:
             cleanup()
         if dist.is_main():
@@ -307,8 +307,10 @@ class Engine:
         raise SystemExit(signals.PREEMPTED_EXIT_CODE)
 
     # --- resumable checkpoints -------------------------------------------------------------
-    def save(self, root: Path, state: dict[str, Any], keep: int) -> Path:
-        """Write a resumable checkpoint (model, optimizer, scheduler, RNG of every rank, ``state``)."""
+    def save(self, root: Path, state: dict[str, Any], keep: int, rank_files: dict | None = None) -> Path:
+        """Write a resumable checkpoint (model, optimizer, scheduler, RNG of every rank, ``state``);
+        ``rank_files``: name -> function giving this rank's JSON state, saved as
+        ``<name>-rank<r>.json`` (`load_rank_file` reads it back)."""
         final = root / step_dirname(self.step)
         tmp = tmp_path(final)
         if dist.is_main():
@@ -320,6 +322,8 @@ class Engine:
                 str(tmp), tag="ds", save_latest=False, exclude_frozen_parameters=self.frozen_params
             )
         torch.save(_rng_state(), tmp / f"rng-rank{dist.rank()}.pt")
+        for name, contents in (rank_files or {}).items():
+            (tmp / f"{name}-rank{dist.rank()}.json").write_text(json.dumps(contents()))
         dist.barrier("barrier (checkpoint written)")
         if dist.is_main():
             own = {"step": self.step, "nonfinite_steps": self.nonfinite_steps,
@@ -350,11 +354,19 @@ class Engine:
             _set_rng_state(torch.load(rng, weights_only=False))
         state = json.loads((path / STATE_FILE).read_text())
         state.pop("files", None)
+        self.loaded_from = path
         self.step = int(state["step"])
         self.nonfinite_steps = int(state.get("nonfinite_steps", 0))
         self._consecutive_nonfinite = int(state.get("consecutive_nonfinite", 0))
         self._saved_step = self.step
         return state
+
+    def load_rank_file(self, name: str) -> Any:
+        """This rank's ``name`` state saved with the checkpoint `load` restored (None: none)."""
+        path = getattr(self, "loaded_from", None)
+        if path is None or not (path / f"{name}-rank{dist.rank()}.json").exists():
+            return None
+        return json.loads((path / f"{name}-rank{dist.rank()}.json").read_text())
 
     # --- export ------------------------------------------------------------------------------
     def save_pretrained(self, path: Path, tokenizer, merge_lora: bool = False) -> None:

@@ -19,6 +19,8 @@ SEED_STREAMS: dict[str, Callable[[int, int, int], int]] = {
     "sampled_prompts": lambda seed, step, rank: seed * 1_000_003 + step * 1009 + rank,
     # multi-turn rollouts: turn t >= 1 of a draw seeded ``seed`` (turn 0 uses ``seed`` itself)
     "rollout/tool_turn": lambda seed, step, rank: (seed * 7919 + step * 104_729 + rank) % (2**63 - 1),
+    # separate placement over several workers: worker shard ``step`` of a draw seeded ``seed``
+    "rollout/worker": lambda seed, step, rank: (seed * 104_729 + step * 7919 + 31) % (2**63 - 1),
 }
 
 

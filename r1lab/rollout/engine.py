@@ -90,11 +90,19 @@ EngineBuilder = Callable[[RolloutConfig, Policy, object, int], RolloutEngine]
 ROLLOUT_ENGINES: Registry[EngineBuilder] = Registry("rollout engine")
 
 
-def build_rollout_engine(cfg: RolloutConfig, policy: Policy, tokenizer, seed: int) -> RolloutEngine:
-    """The engine ``cfg.backend`` names, sampling from ``policy``; ``seed``: the run's seed."""
+def build_rollout_engine(cfg: RolloutConfig, policy: Policy, tokenizer, seed: int, placement: str = "colocated") -> RolloutEngine:
+    """The engine ``cfg.backend`` names, sampling from ``policy``; ``seed``: the run's seed.
+    ``placement="separate"``: that engine on rollout workers in their own processes
+    (`r1lab.rollout.remote.RemoteEngine`), which the policy's weights are pushed to."""
     import r1lab.rollout.hf_engine  # noqa: F401  (registers "hf")
     import r1lab.rollout.vllm_engine  # noqa: F401  (registers "vllm"; imports vLLM only when built)
 
+    if placement == "separate":
+        from r1lab.engine import dist
+        from r1lab.rollout.remote import RemoteEngine
+
+        ROLLOUT_ENGINES.get(cfg.backend)  # an unknown backend fails here, naming the valid ones
+        return RemoteEngine(cfg, policy, tokenizer, seed, dist.rank(), dist.world_size())
     return ROLLOUT_ENGINES.get(cfg.backend)(cfg, policy, tokenizer, seed)
 
 

@@ -59,16 +59,17 @@ class StageContext:
             model = apply_lora(model, lora)
         return model, tokenizer
 
-    def rollout_engine(self, module: torch.nn.Module, tokenizer, engine: Engine | None = None):
+    def rollout_engine(self, module: torch.nn.Module, tokenizer, engine: Engine | None = None, placement: str = "colocated"):
         """The run's rollout engine (``rollout.backend``) sampling from ``module``; pass the
-        training ``engine`` when ``module`` is its (possibly ZeRO-3 partitioned) model."""
+        training ``engine`` when ``module`` is its (possibly ZeRO-3 partitioned) model.
+        ``placement="separate"``: on rollout workers (GRPO with ``rollout.placement=separate``)."""
         from r1lab.rollout.engine import Policy, build_rollout_engine
 
         policy = Policy(module=module, path=full_model_path(self.start_model))
         if engine is not None:
             policy.gathered, policy.gather_params = engine.gathered, engine.gathered_params
             policy.version = lambda: engine.step
-        return build_rollout_engine(self.run.rollout, policy, tokenizer, self.run.seed)
+        return build_rollout_engine(self.run.rollout, policy, tokenizer, self.run.seed, placement)
 
     def engine(self, model: torch.nn.Module, total_steps: int) -> Engine:
         c = self.cfg
@@ -86,11 +87,12 @@ class StageContext:
 
     def after_step(
         self, engine: Engine, tracker: Tracker, tokenizer, step: int, total_steps: int, state: dict | None = None,
-        rollout=None,
+        rollout=None, rank_files: dict | None = None,
     ) -> None:
         """Held-out evaluation every ``eval.every`` steps (with ``rollout``, the stage's rollout
         engine, when it has one); resumable checkpoint every ``save_every`` steps; on SIGTERM,
-        save and exit."""
+        save and exit. ``rank_files``: name -> function returning this rank's JSON state to save
+        with a checkpoint (called only when one is written)."""
         every = self.run.eval.every
         if every and step % every == 0 and step < total_steps:  # the pipeline evaluates the final model
             figures, samples = self.evaluate_during_training(engine, tokenizer, rollout, with_samples=True)
@@ -99,9 +101,9 @@ class StageContext:
                 tracker.log_completions(step, "eval", samples[: self.run.tracking.completions_rows])
         state = {"stage": self.stage.name, **(state or {})}
         if self.cfg.save_every and step % self.cfg.save_every == 0 and step < total_steps:
-            engine.save(self.resume_dir, state, keep=self.cfg.keep_checkpoints)
+            engine.save(self.resume_dir, state, keep=self.cfg.keep_checkpoints, rank_files=rank_files)
         if engine.preempted():  # SIGTERM: save this step and exit (r1lab.engine.signals)
-            engine.save_and_exit(self.resume_dir, state, self.cfg.keep_checkpoints, tracker.finish)
+            engine.save_and_exit(self.resume_dir, state, self.cfg.keep_checkpoints, tracker.finish, rank_files=rank_files)
 
     def evaluate_during_training(self, engine: Engine, tokenizer, rollout=None, with_samples: bool = False):
         """``eval/<figure>`` on the first ``eval.every_num_problems`` held-out problems, sampled

@@ -35,6 +35,7 @@ from r1lab.stages.grpo_steps import (
     completion_rows,
     drawn_prompt_ids,
     entropy_term_weights,
+    grpo_rounds,
     kl_penalised_rewards,
     loss_normaliser,
     loss_token_counts,
@@ -45,6 +46,7 @@ from r1lab.stages.grpo_steps import (
 from r1lab.stages.registry import register_stage
 
 PROMPTS_FILE = "prompts.json"  # <stage_dir>/prompts.json: {"draws": n, "prompt_ids": [...]}
+ROUNDS_FILE = "rounds_in_flight"  # <resume>/<step>/rounds_in_flight-rank<r>.json: separate placement's rounds sampled ahead
 MAX_EMPTY_STEPS = 10  # dynamic sampling: consecutive steps without a varied group before giving up
 
 
@@ -67,12 +69,16 @@ def run_grpo(ctx: StageContext) -> None:
     correctness = ctx.task.correctness_reward
     # zero-weighted components are computed for the metrics only; rewards with parameters are built from reward_params
     reward_weights = build_rewards({correctness: 0.0, "format": 0.0, **cfg.rewards}, cfg.reward_params)
-    rollout_engine = ctx.rollout_engine(engine.module, tokenizer, engine)  # sampling goes through it alone
+    placement = ctx.run.rollout.placement
+    rollout_engine = ctx.rollout_engine(engine.module, tokenizer, engine, placement=placement)  # sampling goes through it alone
+    rounds = grpo_rounds(rollout_engine, engine, tokenizer, ctx.task, template, train, cfg, reward_weights,
+                         ctx.run.rollout.max_staleness if placement == "separate" else None)
+    rounds.restore(engine.load_rank_file(ROUNDS_FILE) or {})  # the rounds a checkpoint saved in flight
     empty_steps = 0
 
     while engine.step < total_updates:
         step = engine.step // cfg.updates_per_batch
-        collected = collect_rollout(rollout_engine, engine, tokenizer, ctx.task, template, train, cfg, reward_weights, draws)
+        collected = collect_rollout(rounds, cfg, draws)
         rollout_engine.sleep()  # CUDA vLLM: its memory is the update's until the next rollout
         draws, rollout = collected.draws, collected.rollout
         if rollout.num_groups == 0:
@@ -116,11 +122,14 @@ def run_grpo(ctx: StageContext) -> None:
         })
         if hasattr(rollout_engine, "seconds_last_push"):  # engines that hold a copy of the weights
             metrics["time_weight_push"] = rollout_engine.seconds_last_push
+        metrics.update(rounds.step_figures())  # separate placement: version lag, waits, worker idle, weight sync
         tracker.log(step + 1, metrics)
         every = ctx.run.tracking.completions_every
         if every and (step + 1) % every == 0:
             tracker.log_completions(step + 1, "train", completion_rows(rollout, tokenizer, ctx.run.tracking.completions_rows, advantages))
-        ctx.after_step(engine, tracker, tokenizer, step + 1, cfg.steps, {"draws": draws}, rollout=rollout_engine)
+        ctx.after_step(engine, tracker, tokenizer, step + 1, cfg.steps, {"draws": draws}, rollout=rollout_engine,
+                       rank_files={ROUNDS_FILE: rounds.checkpoint})
+    rounds.close()
     rollout_engine.close()
     write_prompt_record(ctx, train, draws)
     ctx.finish(engine, tracker, tokenizer)

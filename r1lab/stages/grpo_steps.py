@@ -2,6 +2,7 @@
 
 `r1lab.stages.grpo.run_grpo` calls them in this order::
 
+    grpo_rounds            where sampling rounds come from: in place, or ahead on rollout workers
     collect_rollout        sample groups for this step's prompts (DAPO's dynamic sampling: top up)
     loss_token_counts      tokens that carry loss per sequence (overlong completions may be masked)
     kl_penalised_rewards   KL to the reference subtracted from the reward (kl.in_reward only)
@@ -36,7 +37,8 @@ from r1lab.models.forward import token_logprobs
 from r1lab.models.lora import adapters_off
 from r1lab.rewards.behaviours import behaviour_counts
 from r1lab.rewards.claims import claim_counts, process_figures
-from r1lab.rollout.groups import Rollout, sample_groups
+from r1lab.rollout.groups import GroupRequest, Rollout, group_request, score_groups
+from r1lab.rollout.rounds import AheadRounds, InPlaceRounds, RoundSpec
 from r1lab.rollout.sampler import SamplingParams
 from r1lab.rollout.tool_calls import tool_figures, tool_sums
 from r1lab.stages.context import length_grouped, step_indices
@@ -115,11 +117,33 @@ class CollectedRollout:
     sampled_groups: int  # groups this rank sampled this step, before dynamic sampling kept some
 
 
-def collect_rollout(
+def grpo_rounds(
     rollout_engine, engine, tokenizer, task: Task, template: str, train: Dataset, cfg, reward_weights: dict[str, float],
-    draws: int,
-) -> CollectedRollout:
-    """Sample ``samples_per_prompt`` completions for each of this rank's prompts of the next round.
+    max_staleness: int | None = None,
+):
+    """Where this rank's sampling rounds come from: drawn in place from the live policy
+    (`InPlaceRounds`), or, with ``max_staleness`` set (``rollout.placement=separate``), up to that
+    many rounds ahead on the rollout workers (`AheadRounds`). ``engine``: the training engine
+    (its mode is switched for sampling in place; its step is the policy version)."""
+    rank_prompts = cfg.prompts_per_step // dist.world_size()
+    sampling = SamplingParams(cfg.max_new_tokens, cfg.temperature, cfg.top_p)
+
+    def spec(draw: int) -> RoundSpec:
+        idx = step_indices(draw, cfg.prompts_per_step, len(train), cfg.seed)
+        rows = train.select(idx[dist.rank() * rank_prompts : (dist.rank() + 1) * rank_prompts].tolist())
+        request = group_request(tokenizer, task, template, list(rows), cfg.samples_per_prompt, cfg.tools)
+        return RoundSpec(request, sampling, derive_seed(cfg.seed, "grpo/sampling", draw, dist.rank()), cfg.tools)
+
+    def score(request: GroupRequest, completions, seconds: float) -> Rollout:
+        return score_groups(request, completions, template, reward_weights, cfg.format_gate, seconds)
+
+    if max_staleness is None:
+        return InPlaceRounds(rollout_engine, tokenizer, spec, score, lambda sampling: engine.eval() if sampling else engine.train())
+    return AheadRounds(rollout_engine, spec, score, max_staleness, lambda: engine.step, cfg.updates_per_batch)
+
+
+def collect_rollout(rounds, cfg, draws: int) -> CollectedRollout:
+    """This step's groups: the next round of ``rounds`` (`grpo_rounds`), this rank's prompts of it.
 
     Each round takes the next ``prompts_per_step`` prompts of the stream (`step_indices` at
     ``draws``; this rank its slice). With ``dynamic_sampling`` (DAPO), groups whose rewards are all
@@ -128,16 +152,9 @@ def collect_rollout(
     so all ranks train on the same number of groups (ZeRO's collectives need equal passes).
     """
     rank_prompts = cfg.prompts_per_step // dist.world_size()
-    sampling = SamplingParams(cfg.max_new_tokens, cfg.temperature, cfg.top_p)
     parts, sampled_groups = [], 0
     for _ in range(cfg.max_sampling_rounds if cfg.dynamic_sampling else 1):
-        idx = step_indices(draws, cfg.prompts_per_step, len(train), cfg.seed)
-        rows = train.select(idx[dist.rank() * rank_prompts : (dist.rank() + 1) * rank_prompts].tolist())
-        seed = derive_seed(cfg.seed, "grpo/sampling", draws, dist.rank())
-        engine.eval()
-        part = sample_groups(rollout_engine, tokenizer, task, template, list(rows), cfg.samples_per_prompt, sampling,
-                             reward_weights, seed, cfg.format_gate, tools=cfg.tools)
-        engine.train()
+        part = rounds.get(draws)
         draws += 1
         sampled_groups += part.num_groups
         parts.append(part.keep_groups(part.varied_groups()) if cfg.dynamic_sampling else part)

@@ -32,7 +32,8 @@ def _collect(ctx, draws=0):
     model, tok = ctx.load_policy()
     engine = ctx.rollout_engine(model, tok)
     weights = build_rewards({"countdown": 1.0})
-    out = steps.collect_rollout(engine, model, tok, ctx.task, "r1_zero_short", ctx.task.split("train"), ctx.cfg, weights, draws)
+    rounds = steps.grpo_rounds(engine, model, tok, ctx.task, "r1_zero_short", ctx.task.split("train"), ctx.cfg, weights)
+    out = steps.collect_rollout(rounds, ctx.cfg, draws)
     return out, model, tok
 
 
