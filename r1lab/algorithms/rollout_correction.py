@@ -40,6 +40,7 @@ from r1lab.algorithms.registry import Registry
 _MAX_LOG_RATIO = 20.0
 
 _LEVELS = ("token", "sequence")
+PROXIMAL_POLICIES = ("trainer", "behaviour")
 
 
 @dataclass
@@ -60,7 +61,24 @@ class RolloutCorrectionConfig:
     is > ``threshold`` or < ``1 / threshold``. Unitless, > 1 (at 1 everything off-policy at all
     would be dropped)."""
 
+    proximal: str = "trainer"
+    """What the PPO ratio is clipped around when the rollout came from another policy (vLLM's
+    kernels, or an older version with ``rollout.max_staleness >= 1``): ``trainer`` (the decoupled
+    objective of AReaL, Fu et al. 2025: the ratio to the trainer's policy before the update, the
+    proximal policy, with ``mode``'s IS weight from the behaviour policy to it) or ``behaviour``
+    (plain PPO on the sampler's log-probs: ratio and clip against the policy that sampled, no
+    separate IS weight, so ``mode`` must be ``none``). Equal when sampler and trainer agree."""
+
     def __post_init__(self) -> None:
+        if self.proximal not in PROXIMAL_POLICIES:
+            raise ValueError(
+                f"RolloutCorrectionConfig.proximal must be one of {', '.join(PROXIMAL_POLICIES)}, got {self.proximal!r}"
+            )
+        if self.proximal == "behaviour" and self.mode != "none":
+            raise ValueError(
+                f"RolloutCorrectionConfig.proximal=behaviour clips against the sampler itself, so mode={self.mode!r} "
+                "would weight twice; set mode=none, or proximal=trainer (the decoupled objective) to keep the IS weight"
+            )
         if self.mode not in ROLLOUT_CORRECTIONS:
             raise ValueError(
                 f"RolloutCorrectionConfig.mode must be one of "
@@ -82,7 +100,7 @@ class RolloutCorrectionConfig:
     @property
     def needs_sampler_logp(self) -> bool:
         """Whether the inference engine must return log-probs of the sampled tokens."""
-        return self.mode != "none"
+        return self.mode != "none" or self.proximal == "behaviour"
 
 
 RolloutCorrectionFn = Callable[[Tensor, Tensor, Tensor, RolloutCorrectionConfig], Tensor]
@@ -152,6 +170,29 @@ def importance_weights(
     """
     with torch.no_grad():
         return ROLLOUT_CORRECTIONS.get(cfg.mode)(trainer_logp, sampler_logp, mask, cfg).detach()
+
+
+def off_policy_terms(
+    trainer_logp: Tensor, sampler_logp: Tensor | None, mask: Tensor, cfg: RolloutCorrectionConfig
+) -> tuple[Tensor, Tensor | None]:
+    """The log-probs the PPO ratio is taken against, ``[B, L]``, and the detached IS weights that
+    multiply the per-token loss (``[B, L]``, or None for none), by ``cfg.proximal``:
+
+    * ``trainer`` (decoupled): ``trainer_logp`` (the proximal policy: the trainer's before the
+      update) and ``importance_weights(trainer_logp, sampler_logp)`` when ``cfg.mode`` is not
+      ``none``: loss ``-min(r A, clip(r) A) * w`` with ``r = pi / pi_prox``, ``w = pi_prox / pi_behav``.
+    * ``behaviour``: ``sampler_logp`` itself and no weight: loss ``-min(r A, clip(r) A)`` with
+      ``r = pi / pi_behav``.
+
+    ``sampler_logp`` None (the engine gave none): ``trainer_logp`` and no weight.
+    """
+    if sampler_logp is None:
+        return trainer_logp, None
+    if cfg.proximal == "behaviour":
+        return sampler_logp.detach().to(trainer_logp.dtype), None
+    if cfg.mode == "none":
+        return trainer_logp, None
+    return trainer_logp, importance_weights(trainer_logp, sampler_logp, mask, cfg)
 
 
 def mismatch_sums(trainer_logp: Tensor, sampler_logp: Tensor, mask: Tensor) -> dict[str, float]:

@@ -209,7 +209,7 @@ class PendingCompletions:
     """Completions still being generated: one part per worker shard, in row order."""
 
     engine: "RemoteEngine"
-    parts: list[tuple[int, Future]]  # (worker index, its reply)
+    parts: list[tuple[int, tuple]]  # (worker index, (its connection, its reply, the request))
     began: float = field(default_factory=time.time)
 
     def result(self) -> tuple[list[Completion], list[GenerateResult]]:
@@ -316,19 +316,20 @@ class RemoteEngine:
             header = {"type": "generate", "prompts": prompt_ids[lo:hi], "params": asdict(params), "seed": shard_seed,
                       "max_batch": max_batch, "tools": asdict(tools) if tools is not None and tools.names else None,
                       "contexts": contexts[lo:hi] if contexts is not None else None}
-            parts.append((j, self.workers[j].request(header), header))
-        return PendingCompletions(self, [(j, (future, header)) for j, future, header in parts])
+            parts.append((j, (self.workers[j], self.workers[j].request(header), header)))
+        return PendingCompletions(self, parts)
 
-    def _result(self, j: int, sent: tuple[Future, dict]) -> GenerateResult:
-        future, header = sent
+    def _result(self, j: int, sent: tuple[WorkerConnection, Future, dict]) -> GenerateResult:
+        conn, future, header = sent
         try:
-            reply = self.workers[j].wait(future)
+            reply = conn.wait(future)
         except RolloutWorkerError:
             if not self.cfg.restart_workers:
                 raise
-            self._restart(j)
-            self._push_to(self.workers[j], self.synced_version if self.synced_version is not None else 0)
-            reply = self.workers[j].call({k: v for k, v in header.items() if k != "id"})
+            if self.workers[j] is conn:  # not yet replaced (several requests may have died with it)
+                self._restart(j)
+                self._push_to(self.workers[j], self.policy.version())  # the new worker starts from the current weights
+            reply = self.workers[j].call(header)
         return GenerateResult([completion_from_json(c) for c in reply["completions"]], int(reply["version"]), float(reply["seconds"]),
                               float(reply["idle_s"]), int(reply["tokens"]), j)
 

@@ -29,7 +29,7 @@ from r1lab.algorithms.advantages import group_stats
 from r1lab.algorithms.kl import KL_ESTIMATORS, kl_loss_term, kl_penalty_in_reward
 from r1lab.algorithms.policy_loss import compute_policy_loss
 from r1lab.algorithms.reduce import LossNorm, reduce_loss
-from r1lab.algorithms.rollout_correction import correction_stats, importance_weights, mismatch_sums
+from r1lab.algorithms.rollout_correction import correction_stats, mismatch_sums, off_policy_terms
 from r1lab.data.task import Task
 from r1lab.engine import dist
 from r1lab.engine.seeds import derive_seed
@@ -313,12 +313,13 @@ def policy_update(
                 engine.module, **b, chunk_size=cfg.logprob_chunk, with_entropy=True, temperature=cfg.temperature,
                 entropy_grad=entropy_coef != 0,
             )
-            old = batch.old_logps[j] if batch.old_logps else logp.detach()
-            per_token, stats = compute_policy_loss(logp, old, advantages[mb].to(engine.device), mask, cfg.loss)
+            trainer_old = batch.old_logps[j] if batch.old_logps else logp.detach()  # the proximal policy
             sampler = batch.sampler_logps[j].to(engine.device) if batch.sampler_logps[j] is not None else None
-            is_weights = importance_weights(old, sampler, mask, cfg.rollout_correction) if sampler is not None else None
-            if is_weights is not None and cfg.rollout_correction.mode != "none":
-                # the rollout came from the engine's policy, not the trainer's: reweight towards the trainer's
+            # the rollout came from the engine's (possibly older) policy: clip against the proximal
+            # policy and reweight from the behaviour policy to it, or clip against the behaviour policy
+            old, is_weights = off_policy_terms(trainer_old, sampler, mask, cfg.rollout_correction)
+            per_token, stats = compute_policy_loss(logp, old, advantages[mb].to(engine.device), mask, cfg.loss)
+            if is_weights is not None:
                 per_token = per_token * is_weights
             if batch.ref_logps:
                 per_token = per_token + kl_loss_term(logp, batch.ref_logps[j], cfg.kl)
@@ -337,9 +338,10 @@ def policy_update(
                     with torch.no_grad():
                         sums.kl += float((KL_ESTIMATORS.get(cfg.kl.estimator)(logp, batch.ref_logps[j]) * m).sum())
                 if sampler is not None:
-                    gap = mismatch_sums(old, sampler, mask)
+                    gap = mismatch_sums(trainer_old, sampler, mask)
                     sums.ratio_max = max(sums.ratio_max, gap["ratio_max"])
-                    for key, value in {**gap, **correction_stats(is_weights, mask)}.items():
+                    weights = is_weights if is_weights is not None else torch.ones_like(mask, dtype=torch.float32)
+                    for key, value in {**gap, **correction_stats(weights, mask)}.items():
                         if key in sums.mismatch:
                             sums.mismatch[key] += value
     return sums

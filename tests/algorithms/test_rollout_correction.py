@@ -188,3 +188,68 @@ def test_invalid_config(kwargs, field):
 def test_valid_config_edges():
     RolloutCorrectionConfig(mode="truncate", cap=1.0)  # cap 1 is allowed: weights <= 1
     RolloutCorrectionConfig(mode="mask", level="sequence", threshold=1.001)
+
+
+# --- off-policy objectives (rollout.max_staleness >= 1): hand-computed -----------------------------------------
+
+
+def _one_step_off_case():
+    """Two tokens, advantage +1: current pi, proximal (trainer before the update), behaviour (the
+    stale policy that sampled). Log-ratios: pi - prox = +0.1, -0.1; prox - behav = +0.4, -0.7;
+    pi - behav = +0.5, -0.8."""
+    logp = torch.tensor([[-1.0, -2.0]])
+    prox = torch.tensor([[-1.1, -1.9]])
+    behav = torch.tensor([[-1.5, -1.2]])
+    return logp, prox, behav, torch.ones(1, 2), torch.ones(1)
+
+
+def test_decoupled_objective_clips_against_the_proximal_policy_and_weights_by_prox_over_behaviour():
+    from r1lab.algorithms.policy_loss import PolicyLossConfig, compute_policy_loss
+    from r1lab.algorithms.rollout_correction import off_policy_terms
+
+    logp, prox, behav, mask, adv = _one_step_off_case()
+    old, w = off_policy_terms(prox, behav, mask, RolloutCorrectionConfig(mode="truncate", cap=2.0))
+    assert torch.equal(old, prox)
+    # w = min(exp(prox - behav), 2) = exp(0.4), exp(-0.7)
+    assert torch.allclose(w, torch.tensor([[1.4918247, 0.4965853]]), atol=1e-6)
+    per_token, _ = compute_policy_loss(logp, old, adv, mask, PolicyLossConfig(clip_low=0.2, clip_high=0.2))
+    # r = exp(+-0.1) = 1.1051709, 0.9048374, both inside [0.8, 1.2]: loss = -r * A * w
+    assert torch.allclose(per_token * w, torch.tensor([[-1.1051709 * 1.4918247, -0.9048374 * 0.4965853]]), atol=1e-6)
+    # the cap binds: prox - behav = 1.0 gives min(e, 1.5) = 1.5
+    _, capped = off_policy_terms(torch.tensor([[-0.5]]), torch.tensor([[-1.5]]), torch.ones(1, 1),
+                                 RolloutCorrectionConfig(mode="truncate", cap=1.5))
+    assert torch.allclose(capped, torch.tensor([[1.5]]))
+    # mask: a token whose prox/behav ratio is outside [1/2, 2] is dropped (exp(0.4) kept, exp(-0.7) < 1/2 dropped)
+    _, kept = off_policy_terms(prox, behav, mask, RolloutCorrectionConfig(mode="mask", threshold=2.0))
+    assert kept.tolist() == [[1.0, 0.0]]
+
+
+def test_behaviour_objective_clips_against_the_sampler_with_no_extra_weight():
+    from r1lab.algorithms.policy_loss import PolicyLossConfig, compute_policy_loss
+    from r1lab.algorithms.rollout_correction import off_policy_terms
+
+    logp, prox, behav, mask, adv = _one_step_off_case()
+    old, w = off_policy_terms(prox, behav, mask, RolloutCorrectionConfig(proximal="behaviour"))
+    assert torch.equal(old, behav) and w is None
+    per_token, stats = compute_policy_loss(logp, old, adv, mask, PolicyLossConfig(clip_low=0.2, clip_high=0.2))
+    # r = exp(0.5) = 1.6487 clipped to 1.2 (A > 0); r = exp(-0.8) = 0.4493 below 0.8 is not clipped for A > 0
+    assert torch.allclose(per_token, torch.tensor([[-1.2, -0.4493290]]), atol=1e-6)
+    assert stats["clipped_high"].tolist() == [[1.0, 0.0]]
+
+
+def test_off_policy_terms_without_sampler_logprobs_fall_back_to_the_trainer():
+    from r1lab.algorithms.rollout_correction import off_policy_terms
+
+    prox = torch.tensor([[-1.0]])
+    for cfg in (RolloutCorrectionConfig(), RolloutCorrectionConfig(mode="truncate"), RolloutCorrectionConfig(proximal="behaviour")):
+        old, w = off_policy_terms(prox, None, torch.ones(1, 1), cfg)
+        assert torch.equal(old, prox) and w is None
+    old, w = off_policy_terms(prox, torch.tensor([[-3.0]]), torch.ones(1, 1), RolloutCorrectionConfig())  # mode none
+    assert torch.equal(old, prox) and w is None
+
+
+def test_behaviour_objective_refuses_a_second_weight():
+    with pytest.raises(ValueError, match="proximal=behaviour.*mode=none"):
+        RolloutCorrectionConfig(proximal="behaviour", mode="truncate")
+    with pytest.raises(ValueError, match="proximal must be one of trainer, behaviour"):
+        RolloutCorrectionConfig(proximal="stale")
