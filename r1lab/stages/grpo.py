@@ -78,6 +78,7 @@ def run_grpo(ctx: StageContext) -> None:
 
     while engine.step < total_updates:
         step = engine.step // cfg.updates_per_batch
+        t_step = time.time()
         collected = collect_rollout(rounds, cfg, draws)
         rollout_engine.sleep()  # CUDA vLLM: its memory is the update's until the next rollout
         draws, rollout = collected.draws, collected.rollout
@@ -119,6 +120,7 @@ def run_grpo(ctx: StageContext) -> None:
             "kept_group_fraction": rollout.num_groups / max(1, collected.sampled_groups),
             "time_logprobs_advantages": t_score - t_gen,
             "time_train": t_train - t_score,
+            "time_step": t_train - t_step,  # the whole step: sampling (or waiting for it), scoring, update
         })
         if hasattr(rollout_engine, "seconds_last_push"):  # engines that hold a copy of the weights
             metrics["time_weight_push"] = rollout_engine.seconds_last_push
