@@ -119,6 +119,18 @@ def metric_series(rows: list[dict]) -> dict[str, dict[str, tuple[list, list]]]:
         lines = {k: v for k, v in lines.items() if v[0]}
         if lines:
             out[panel] = lines
+    # rollouts off the critical path (rollout.placement=separate): keys by pattern, labelled without "async/"
+    asynchronous = {
+        "async rollouts: policy version lag (steps)": lambda k: k.startswith("async/version_lag"),
+        "async rollouts: seconds per step": lambda k: k in ("time_step", "time_generate", "async/trainer_wait_s", "async/weight_sync_s"),
+        "async rollouts: worker idle share": lambda k: k == "async/worker_idle_fraction",
+        "async rollouts: worker tokens per second": lambda k: k.startswith("async/worker") and k.endswith("/tokens_per_s"),
+    }
+    for panel, wanted in asynchronous.items():
+        lines = {k.removeprefix("async/"): series(k) for k in sorted(keys) if wanted(k)}
+        lines = {k: v for k, v in lines.items() if v[0]}
+        if lines and any(k.startswith("async/") for k in keys):
+            out[panel] = lines
     return out
 
 

@@ -102,7 +102,23 @@ def test_report_shows_process_validity_and_tool_use(fake_run):
     assert curves["held-out tool use"] == {"calls_per_completion": ([30], [1.5])}
     assert curves["tool use (rollouts)"] == {"calls_per_completion": ([30], [1.2])}
     assert set(curves["held-out eval during training"]) == {"greedy_accuracy"}
+    assert not any(panel.startswith("async") for panel in curves)  # a colocated run has none
+
     from r1lab.eval.tables import eval_table
 
     table = eval_table({**ev, "process": process, "tools": tools})
     assert "| true_claim_share | 0.900 | 0.800 |" in table and "| calling_share | 0.750 |" in table
+
+
+def test_report_plots_the_async_rollout_figures(tmp_path):
+    rows = [{"step": s, "time_step": 1.0 + s, "time_generate": 0.8, "async/trainer_wait_s": 0.1 * s,
+             "async/weight_sync_s": 0.01, "async/version_lag": float(s > 1), "async/version_lag_share/1": float(s > 1),
+             "async/worker_idle_fraction": 0.25, "async/worker0/tokens_per_s": 900.0, "async/worker1/tokens_per_s": 800.0}
+            for s in (1, 2)]
+    curves = metric_series(rows)
+    assert curves["async rollouts: policy version lag (steps)"] == {"version_lag": ([1, 2], [0.0, 1.0]),
+                                                                    "version_lag_share/1": ([1, 2], [0.0, 1.0])}
+    assert set(curves["async rollouts: seconds per step"]) == {"time_step", "time_generate", "trainer_wait_s", "weight_sync_s"}
+    assert curves["async rollouts: worker idle share"] == {"worker_idle_fraction": ([1, 2], [0.25, 0.25])}
+    assert curves["async rollouts: worker tokens per second"] == {"worker0/tokens_per_s": ([1, 2], [900.0, 900.0]),
+                                                                  "worker1/tokens_per_s": ([1, 2], [800.0, 800.0])}
