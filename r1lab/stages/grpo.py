@@ -130,7 +130,7 @@ def run_grpo(ctx: StageContext) -> None:
         if every and (step + 1) % every == 0:
             tracker.log_completions(step + 1, "train", completion_rows(rollout, tokenizer, ctx.run.tracking.completions_rows, advantages))
         ctx.after_step(engine, tracker, tokenizer, step + 1, cfg.steps, {"draws": draws}, rollout=rollout_engine,
-                       rank_files={ROUNDS_FILE: rounds.checkpoint})
+                       rank_files={ROUNDS_FILE: rounds.checkpoint} if placement == "separate" else None)
     rounds.close()
     rollout_engine.close()
     write_prompt_record(ctx, train, draws)
