@@ -149,6 +149,8 @@ class WorkerConnection:
             return future
         rid = next(self.ids)
         with self._lock:
+            if not self.pending:  # an idle worker's silence so far was no fault: the clock starts now
+                self.last_heard = time.time()
             self.pending[rid] = future
         self._outbox.put(("message", {**header, "id": rid}))
         return future
@@ -184,6 +186,8 @@ class WorkerConnection:
         future: Future = Future()
         rid = next(self.ids)
         with self._lock:
+            if not self.pending:
+                self.last_heard = time.time()
             self.pending[rid] = future
         self._outbox.put(("push", weights, version, bucket_bytes, rid))
         return future
@@ -221,7 +225,9 @@ def start_local_worker(cfg: RolloutConfig, model_path: str, dtype: torch.dtype, 
     """An embedded worker process on a free local port; (process, address) once it is ready."""
     command = [sys.executable, "-m", "r1lab.rollout.worker", "--model", model_path, "--backend", cfg.backend,
                "--port", "0", "--dtype", str(dtype).removeprefix("torch."), "--threads", str(cfg.worker_threads),
-               "--seed", str(seed), "--once", "--options", _options_json(cfg)]
+               "--seed", str(seed), "--once", "--options", _options_json(cfg),
+               # beats well inside the timeout, so a busy worker is never taken for a silent one
+               "--heartbeat-s", str(min(2.0, cfg.worker_timeout_s / 4) if cfg.worker_timeout_s else 2.0)]
     env = {**os.environ, "OMP_NUM_THREADS": str(cfg.worker_threads or os.environ.get("OMP_NUM_THREADS", ""))}
     if not cfg.worker_threads:
         env.pop("OMP_NUM_THREADS")
@@ -376,7 +382,10 @@ class RemoteEngine:
 
     def close(self) -> None:
         for worker in self.workers:
+            unanswered = bool(worker.pending)  # rounds sampled ahead that no step will consume
             worker.close()
+            if worker.process is not None and unanswered:
+                worker.process.kill()
             if worker.process is not None:
                 try:
                     worker.process.wait(timeout=10)

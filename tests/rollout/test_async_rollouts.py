@@ -346,3 +346,25 @@ def test_ahead_rounds_never_lag_more_than_k_versions(remote):
     restored.restore(json.loads(json.dumps(saved)))
     again = restored.get(6)
     assert again.completions == rounds.get(6).completions and int(again.policy_versions[0]) == 4
+
+
+def test_a_worker_idle_longer_than_the_timeout_is_not_a_failure(micro_dir):
+    from r1lab.config.schema import RolloutConfig
+    from r1lab.models.load import load_model, load_tokenizer
+    from r1lab.rollout.engine import Policy, SamplingParams
+
+    from r1lab.rollout.remote import RemoteEngine
+
+    model, tokenizer = load_model(micro_dir, dtype=torch.float32).eval(), load_tokenizer(micro_dir)
+    engine = RemoteEngine(RolloutConfig(placement="separate", worker_timeout_s=1.0), Policy(module=model, path=micro_dir), tokenizer, seed=0)
+    try:
+        prompts = [tokenizer("Use 3 5 7 to make 22.", add_special_tokens=False).input_ids]
+        greedy = SamplingParams(max_new_tokens=4, temperature=0.0, stop=[])
+        first = engine.generate(prompts, greedy, None)
+        time.sleep(2.5)  # idle, silent: the trainer was busy elsewhere
+        assert engine.generate(prompts, greedy, None)[0].token_ids == first[0].token_ids
+        # a request that keeps the worker busy for longer than the timeout: its heartbeats keep it alive
+        longer = SamplingParams(max_new_tokens=128, temperature=1.0, stop=[])
+        assert len(engine.generate(prompts * 2048, longer, 1)) == 2048  # seconds: several heartbeats
+    finally:
+        engine.close()
