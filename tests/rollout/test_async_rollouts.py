@@ -368,3 +368,21 @@ def test_a_worker_idle_longer_than_the_timeout_is_not_a_failure(micro_dir):
         assert len(engine.generate(prompts * 2048, longer, 1)) == 2048  # seconds: several heartbeats
     finally:
         engine.close()
+
+
+@pytest.mark.distributed
+def test_two_data_parallel_ranks_each_with_its_own_worker_reproduce_the_colocated_run(tmp_path):
+    """ZeRO-2 over 2 ranks: each rank pushes to and samples from its own worker; at k=0 the run is the colocated one."""
+    torchrun = Path(sys.executable).with_name("torchrun")
+    figures = {}
+    for name, extra in (("colocated", []), ("separate", ["rollout.placement=separate", "rollout.max_staleness=0"])):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        args = [*grpo_run(3, "engine=zero2", "stages.grpo.prompts_per_step=4", *extra), f"run_dir={tmp_path / name}"]
+        out = subprocess.run([str(torchrun), "--nproc_per_node", "2", "--master_port", str(port), "-m", "r1lab.cli", *args],
+                             env=ENV, capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
+        figures[name] = rows(tmp_path / name)
+    assert_same_figures(figures["colocated"], figures["separate"])
+    assert all(r["grad_norm"] > 0 for r in figures["separate"].values())
