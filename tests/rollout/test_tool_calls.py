@@ -47,22 +47,22 @@ def response_parts(tokenizer) -> list[tuple[list[int], int]]:
     return parts
 
 
-@pytest.fixture(scope="module")
-def taught(tmp_path_factory) -> str:
-    """A tiny model that answers every prompt with the two-call response (tool outputs unmasked
-    in this teaching: the model only needs to continue after them)."""
-    torch.manual_seed(0)
-    path = save_tiny_model(MODEL, tmp_path_factory.mktemp("tools") / "tiny")
-    tok, model = load_tokenizer(str(path)), load_model(str(path))
-    response = [t for ids, _ in response_parts(tok) for t in ids] + [tok.eos_token_id]
-    prompts = prompt_ids(tok)
-    ids = torch.tensor([p + response for p in prompts])  # the two prompts have the same length
-    mask = torch.zeros_like(ids)
-    for i, p in enumerate(prompts):
-        mask[i, len(p):] = 1
+def teach(path, conversations: list[tuple[list[int], list[int]]]) -> None:
+    """Train the tiny model saved at ``path`` until every response token of each (prompt ids,
+    response ids) is near-certain (log-prob above -0.01: greedy picks it on any CPU, whatever its
+    rounding), then save it. Rows are right-padded (the attention mask covers the real tokens)."""
+    model = load_model(str(path))
+    pad = load_tokenizer(str(path)).pad_token_id
+    width = max(len(p) + len(r) for p, r in conversations)
+    ids = torch.full((len(conversations), width), pad)
+    attn, mask = torch.zeros_like(ids), torch.zeros_like(ids)
+    for i, (p, r) in enumerate(conversations):
+        ids[i, : len(p) + len(r)] = torch.tensor(p + r)
+        attn[i, : len(p) + len(r)] = 1
+        mask[i, len(p) : len(p) + len(r)] = 1
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     for _ in range(1000):
-        logp, _ = token_logprobs(model, ids, torch.ones_like(ids), mask)
+        logp, _ = token_logprobs(model, ids, attn, mask)
         worst = -float(logp.detach()[mask[:, 1:] == 1].min())  # every token of the response near-certain
         if worst < 0.01:
             break
@@ -72,6 +72,39 @@ def taught(tmp_path_factory) -> str:
         opt.step()
     assert worst < 0.01, worst
     model.save_pretrained(path)
+
+
+@pytest.fixture(scope="module")
+def taught(tmp_path_factory) -> str:
+    """A tiny model that answers every prompt with the two-call response (tool outputs unmasked
+    in this teaching: the model only needs to continue after them)."""
+    torch.manual_seed(0)
+    path = save_tiny_model(MODEL, tmp_path_factory.mktemp("tools") / "tiny")
+    tok = load_tokenizer(str(path))
+    response = [t for ids, _ in response_parts(tok) for t in ids] + [tok.eos_token_id]
+    teach(path, [(p, response) for p in prompt_ids(tok)])  # the two prompts have the same length: no padding
+    return str(path)
+
+
+# The countdown checker's conversations, per row target: (text, written by the tool?) pieces. Both
+# rows open with the call 2*3; the tool's verdict is the one against THAT row's problem (numbers 2 3,
+# target 5: "false: 6"; target 6: "true"), and the model is taught what to write after each verdict
+# (row 5 tries 2+3 next), so every token of these rollouts is taught and fixed on any CPU.
+CHECKER = {
+    5: [("<tool>2*3</tool>", 0), ("<result>false: 6</result>", 1), (" no\n<tool>2+3</tool>", 0), ("<result>true</result>", 1),
+        (" yes\n</think>\n<answer>2+3</answer>", 0)],
+    6: [("<tool>2*3</tool>", 0), ("<result>true</result>", 1), (" yes\n</think>\n<answer>2*3</answer>", 0)],
+}
+
+
+@pytest.fixture(scope="module")
+def taught_checker(tmp_path_factory) -> str:
+    """A tiny model taught, per row, the whole conversation with the countdown checker (CHECKER)."""
+    path = save_tiny_model(MODEL, tmp_path_factory.mktemp("checker") / "tiny")
+    tok = load_tokenizer(str(path))
+    responses = [tok("".join(t for t, _ in CHECKER[row["target"]]), add_special_tokens=False).input_ids + [tok.eos_token_id]
+                 for row in ROWS]
+    teach(path, list(zip(prompt_ids(tok), responses)))
     return str(path)
 
 
@@ -283,20 +316,27 @@ def test_both_engines_give_the_same_multi_turn_completions(taught):
 
 
 @pytest.mark.parametrize("one_pass", [True, False])
-def test_a_tool_that_needs_the_problem_gets_each_rows_own(taught, one_pass):
-    """The taught response opens with the call 2*3 whatever the prompt; the countdown checker
-    judges it against each row's own target (5, then 6), on both rollout paths, through the seam.
-    (What the model writes after a result it was not taught is its own: only the first is asserted.)"""
+def test_a_tool_that_needs_the_problem_gets_each_rows_own(taught_checker, one_pass):
+    """Both rows open with the call 2*3; the countdown checker judges it against each row's own
+    target (5: "false: 6", 6: "true"), on both rollout paths, through the seam (`sample_groups`
+    passes each row's task columns). The model was taught what to write after each verdict
+    (CHECKER), so the whole rollout is fixed: a row handed another row's problem gets the other
+    verdict (and then writes what it was never taught)."""
     from r1lab.rollout.groups import sample_groups
 
-    inner, tok, _ = hf_engine(taught)
+    inner, tok, _ = hf_engine(taught_checker)
     engine = inner if one_pass else Recording(inner)
     r = sample_groups(engine, tok, TASK, TEMPLATE, ROWS, 2, SamplingParams(160, 0.0), {"countdown": 1.0}, seed=None,
                       tools=ToolsConfig(names=["countdown"], max_calls=4))
     first = [text.split("<result>", 1)[1].split("</result>")[0] for text in r.texts]
-    assert [text.split("</tool>")[0].rsplit("<tool>")[-1] for text in r.texts] == ["2*3"] * 4
     assert first == ["false: 6", "false: 6", "true", "true"]
-    assert r.tool_stats["errors"].sum() == 0
+    expected = [CHECKER[row["target"]] for row in ROWS for _ in range(2)]
+    assert r.texts == ["".join(t for t, _ in parts) for parts in expected]
+    assert r.tool_masks == [[m for t, m in parts for _ in tok(t, add_special_tokens=False).input_ids] for parts in expected]
+    assert r.tool_stats["calls"].tolist() == [2.0, 2.0, 1.0, 1.0] and r.tool_stats["errors"].tolist() == [0.0] * 4
+    assert r.truncated.tolist() == [False] * 4 and r.rewards.tolist() == [1.0] * 4  # each row's own answer, right
+    if not one_pass:  # turn by turn: row 5 called twice (three turns), row 6 once (two)
+        assert [len(prompts) for prompts, _ in engine.turns] == [4, 4, 2]
 
 
 def test_a_tool_the_task_cannot_feed_is_refused_before_sampling(taught):
