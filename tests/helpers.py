@@ -8,6 +8,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 R1LAB = str(Path(sys.executable).parent / "r1lab")
+# torch threads of a test process and of the runs it starts (tests/conftest.py sets it; default 1)
+THREADS = int(os.environ.get("R1LAB_TEST_THREADS", "1"))
 
 # A ~20k-parameter model, a handful of problems, a few steps: the pipeline end to end in seconds.
 MICRO = [
@@ -31,10 +33,10 @@ MICRO = [
     "stages.grpo.micro_batch_per_device=2",
     "stages.grpo.max_new_tokens=24",
     "tracking.progress_bar=false",
-    "engine.num_threads=1",
+    f"engine.num_threads={THREADS}",
 ]
 
 
 def run_cli(*args: str, cwd: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "offline", "OMP_NUM_THREADS": str(THREADS)}
     return subprocess.run([R1LAB, *args], cwd=cwd or REPO, env=env, capture_output=True, text=True, timeout=timeout)

@@ -25,6 +25,7 @@ from safetensors.torch import load_file
 
 from r1lab.engine.checkpoint import step_dirname
 from r1lab.engine.signals import PREEMPTED_EXIT_CODE
+from tests.helpers import THREADS
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +33,7 @@ R1LAB = Path(sys.executable).with_name("r1lab")
 STEPS, SAVE_EVERY = 8, 4
 STAGE = "stages/01-cold_start"
 OVERRIDES = [
-    "recipe=r1_countdown_tiny", "stages.grpo=null", "engine.num_threads=1",
+    "recipe=r1_countdown_tiny", "stages.grpo=null", f"engine.num_threads={THREADS}",
     "tracking.wandb.mode=disabled", "tracking.progress_bar=false",
     "eval.initial=false", "eval.num_problems=2", "eval.samples=1", "eval.max_new_tokens=8",
     "task.countdown.num_train=64", "task.countdown.num_test=4", "task.countdown.num_test_hard=4",
@@ -43,7 +44,7 @@ OVERRIDES = [
 ]
 # rendezvous variables an in-process Engine left in this test process must not leak into the child
 _RDZV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
-ENV = {**{k: v for k, v in os.environ.items() if k not in _RDZV}, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+ENV = {**{k: v for k, v in os.environ.items() if k not in _RDZV}, "OMP_NUM_THREADS": str(THREADS), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
        "WANDB_MODE": "disabled", "TOKENIZERS_PARALLELISM": "false", "DS_ACCELERATOR": "cpu"}
 
 

@@ -12,9 +12,10 @@ from omegaconf import OmegaConf
 from r1lab.config.schema import TinyModelConfig
 from r1lab.eval.cli import default_out_dir, inherit_run_config, resolve_model
 from r1lab.eval.config import EvalAppConfig
+from tests.helpers import THREADS
 
 BIN = Path(sys.executable).parent
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "OMP_NUM_THREADS": str(THREADS), "TOKENIZERS_PARALLELISM": "false"}
 SMALL_TASK = ["task.countdown.num_train=10", "task.countdown.num_test=20", "task.countdown.num_test_hard=4"]
 EVAL_KEYS = ("num_problems", "greedy_accuracy", "sampled_accuracy", "pass_at_k", "format_rate", "mean_response_length",
              "avg_at_k", "maj_at_k", "ci95", "by_difficulty", "answer_distance", "behaviours")

@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 from r1lab.config.store import register_configs
 from r1lab.config.validate import validate
 from r1lab.data.files import SAMPLES_DIR
+from tests.helpers import THREADS
 
 REPO = Path(__file__).resolve().parents[2]
 RECIPES = sorted(p.stem for p in (REPO / "recipes").glob("*.yaml"))
@@ -63,8 +64,8 @@ def test_full_tiny_recipe_mirrors_the_demo():
 
 
 def cli(args: list[str], run_dir: Path, timeout: int = 240) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "R1LAB_TRACEBACK": "1", "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"}
-    common = ["model=tiny", "engine=cpu", "engine.num_threads=1", f"run_dir={run_dir}", "tracking.wandb.mode=disabled",
+    env = {**os.environ, "OMP_NUM_THREADS": str(THREADS), "R1LAB_TRACEBACK": "1", "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"}
+    common = ["model=tiny", "engine=cpu", f"engine.num_threads={THREADS}", f"run_dir={run_dir}", "tracking.wandb.mode=disabled",
               "tracking.progress_bar=false", "eval.num_problems=2", "eval.samples=2", "eval.max_new_tokens=16", "eval.batch_size=8",
               # the GPU recipes sample with vLLM (its CPU build here): sized to the tiny model
               "rollout.max_model_len=512", "rollout.kv_cache_gb=0.25"]

@@ -1,10 +1,6 @@
 """A micro model saved once per session for the stage tests."""
 import pytest
-import torch
-
 from .helpers import MICRO
-
-torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,6 @@ from r1lab.data.task import build_task
 from r1lab.rollout.engine import ROLLOUT_ENGINES
 from r1lab.stages.context import StageContext
 
-torch.set_num_threads(1)
 MICRO = TinyModelConfig(hidden_size=32, num_layers=2, num_heads=2, num_kv_heads=2, intermediate_size=64, max_position_embeddings=256)
 
 
