@@ -83,13 +83,81 @@ def _runs(prompt_ids: list[list[int]]) -> list[tuple[int, int]]:
     return runs
 
 
+def llm_kwargs(cfg: RolloutConfig, path: str, name: str, dtype: torch.dtype, seed: int, sleep_mode: bool = False) -> dict:
+    """``vllm.LLM``'s arguments for the model folder ``path`` (``name``: as the user gave it, for
+    messages) under ``cfg``; ``dtype``: the policy's, taken when ``rollout.dtype=auto``."""
+    from transformers import AutoConfig
+
+    kwargs = dict(
+        model=path,
+        tokenizer=path,
+        dtype=_dtype_name(dtype) if cfg.dtype == "auto" else cfg.dtype,
+        seed=seed,
+        gpu_memory_utilization=cfg.gpu_memory_utilization,
+        max_num_seqs=cfg.max_num_seqs,
+        # CUDA graphs are a GPU feature; on a CPU compiling only slows the start
+        enforce_eager=cfg.enforce_eager or not torch.cuda.is_available(),
+        enable_prefix_caching=cfg.enable_prefix_caching,
+        enable_sleep_mode=sleep_mode,
+        logprobs_mode="processed_logprobs",
+    )
+    if cfg.max_model_len:
+        longest = getattr(AutoConfig.from_pretrained(path), "max_position_embeddings", None)
+        if longest and cfg.max_model_len > longest:
+            raise RolloutEngineError(
+                f"rollout.max_model_len={cfg.max_model_len} is longer than the model's {longest} positions "
+                f"('{name}'); set rollout.max_model_len<={longest}"
+            )
+        kwargs["max_model_len"] = cfg.max_model_len
+    if cfg.kv_cache_gb:
+        kwargs["kv_cache_memory_bytes"] = int(cfg.kv_cache_gb * (1 << 30))
+    return kwargs
+
+
+def sample(llm, tokenizer, prompt_ids: list[list[int]], params: SamplingParams, seed: int | None) -> list[Completion]:
+    """``llm``'s completions of ``prompt_ids`` (module docstring: requests, log-probs, seeds); the
+    colocated engine and the vLLM rollout worker (`r1lab.rollout.vllm_worker`) both sample here."""
+    from vllm import SamplingParams as VLLMSamplingParams
+    from vllm import TokensPrompt
+
+    greedy = params.temperature <= 0
+    runs = [(i, 1) for i in range(len(prompt_ids))] if greedy else _runs(prompt_ids)
+    requests = [TokensPrompt(prompt_token_ids=list(prompt_ids[start])) for start, _ in runs]
+    settings = [
+        VLLMSamplingParams(
+            n=n,
+            temperature=params.temperature,
+            top_p=params.top_p,
+            max_tokens=params.max_new_tokens,
+            stop=list(params.stop),
+            include_stop_str_in_output=True,
+            logprobs=None if greedy else 0,
+            detokenize=bool(params.stop),  # stop strings are matched on text
+        )
+        for _, n in runs
+    ]
+    with torch.random.fork_rng(devices=[torch.cuda.current_device()] if torch.cuda.is_available() else []):
+        torch.manual_seed(0 if seed is None else seed)
+        outputs = llm.generate(requests, settings, use_tqdm=False)
+    ids, logps, stopped = [], [], []
+    for out in outputs:
+        for choice in out.outputs:  # the n samples of one request, in order
+            ids.append(list(choice.token_ids))
+            stopped.append(choice.finish_reason == "stop")
+            if greedy or choice.logprobs is None:
+                logps.append(None)
+            else:
+                logps.append([step[t].logprob for step, t in zip(choice.logprobs, choice.token_ids)])
+    texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
+    return [Completion(token_ids=i, text=t, stopped=s, logprobs=lp) for i, t, s, lp in zip(ids, texts, stopped, logps)]
+
+
 class VLLMEngine:
     name = "vllm"
 
     def __init__(self, cfg: RolloutConfig, policy: Policy, tokenizer, seed: int) -> None:
         require_vllm()
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # in-process: its model is reachable
-        from transformers import AutoConfig
         from vllm import LLM
 
         self.cfg, self.policy, self.tokenizer = cfg, policy, tokenizer
@@ -97,29 +165,7 @@ class VLLMEngine:
         on_cuda = torch.cuda.is_available()
         dtype = policy.dtype or next(policy.module.parameters()).dtype
         path = resolve_model_path(policy.path)  # a packaged model's converted folder
-        kwargs = dict(
-            model=path,
-            tokenizer=path,
-            dtype=_dtype_name(dtype) if cfg.dtype == "auto" else cfg.dtype,
-            seed=seed + dist.rank(),
-            gpu_memory_utilization=cfg.gpu_memory_utilization,
-            max_num_seqs=cfg.max_num_seqs,
-            # CUDA graphs are a GPU feature; on a CPU compiling only slows the start
-            enforce_eager=cfg.enforce_eager or not on_cuda,
-            enable_prefix_caching=cfg.enable_prefix_caching,
-            enable_sleep_mode=cfg.enable_sleep_mode and on_cuda,
-            logprobs_mode="processed_logprobs",
-        )
-        if cfg.max_model_len:
-            longest = getattr(AutoConfig.from_pretrained(path), "max_position_embeddings", None)
-            if longest and cfg.max_model_len > longest:
-                raise RolloutEngineError(
-                    f"rollout.max_model_len={cfg.max_model_len} is longer than the model's {longest} positions "
-                    f"('{policy.path}'); set rollout.max_model_len<={longest}"
-                )
-            kwargs["max_model_len"] = cfg.max_model_len
-        if cfg.kv_cache_gb:
-            kwargs["kv_cache_memory_bytes"] = int(cfg.kv_cache_gb * (1 << 30))
+        kwargs = llm_kwargs(cfg, path, policy.path, dtype, seed + dist.rank(), sleep_mode=cfg.enable_sleep_mode and on_cuda)
         if dist.world_size() > 1:
             kwargs["distributed_executor_backend"] = "external_launcher"
         began = time.time()
@@ -140,41 +186,9 @@ class VLLMEngine:
     def generate(
         self, prompt_ids: list[list[int]], params: SamplingParams, seed: int | None, max_batch: int = 0
     ) -> list[Completion]:
-        from vllm import SamplingParams as VLLMSamplingParams
-        from vllm import TokensPrompt
-
         self.wake()
         self.sync_weights()
-        greedy = params.temperature <= 0
-        runs = [(i, 1) for i in range(len(prompt_ids))] if greedy else _runs(prompt_ids)
-        requests = [TokensPrompt(prompt_token_ids=list(prompt_ids[start])) for start, _ in runs]
-        settings = [
-            VLLMSamplingParams(
-                n=n,
-                temperature=params.temperature,
-                top_p=params.top_p,
-                max_tokens=params.max_new_tokens,
-                stop=list(params.stop),
-                include_stop_str_in_output=True,
-                logprobs=None if greedy else 0,
-                detokenize=bool(params.stop),  # stop strings are matched on text
-            )
-            for _, n in runs
-        ]
-        with torch.random.fork_rng(devices=[torch.cuda.current_device()] if torch.cuda.is_available() else []):
-            torch.manual_seed(0 if seed is None else seed)
-            outputs = self.llm.generate(requests, settings, use_tqdm=False)
-        ids, logps, stopped = [], [], []
-        for out in outputs:
-            for sample in out.outputs:  # the n samples of one request, in order
-                ids.append(list(sample.token_ids))
-                stopped.append(sample.finish_reason == "stop")
-                if greedy or sample.logprobs is None:
-                    logps.append(None)
-                else:
-                    logps.append([step[t].logprob for step, t in zip(sample.logprobs, sample.token_ids)])
-        texts = self.tokenizer.batch_decode(ids, skip_special_tokens=True)
-        return [Completion(token_ids=i, text=t, stopped=s, logprobs=lp) for i, t, s, lp in zip(ids, texts, stopped, logps)]
+        return sample(self.llm, self.tokenizer, prompt_ids, params, seed)
 
     # --- weights ---------------------------------------------------------------------------
     def sync_weights(self) -> None:

@@ -87,7 +87,7 @@ class HFWorkerBackend:
                 raise KeyError(f"pushed weight {name!r} is not a parameter of the worker's model")
             self.params[name].copy_(tensor)
 
-    def finish_weight_update(self) -> None:
+    def finish_weight_update(self, version: int) -> None:
         pass
 
     def close(self) -> None:
@@ -174,8 +174,9 @@ class RolloutWorker:
             self.push_bytes += info.nbytes
             return None
         if kind == "finish_weight_update":
-            self.backend.finish_weight_update()
-            self.version = int(msg["version"])
+            version = int(msg["version"])
+            self.backend.finish_weight_update(version)  # the vLLM backend sets its engine's weight version
+            self.version = version
             return {"type": "weights_updated", "version": self.version, "bytes": self.push_bytes,
                     "seconds": time.time() - self.push_began}
         if kind == "get_weight_version":
