@@ -203,6 +203,11 @@ class WorkerConnection:
         """Disconnect: an embedded worker (``--once``) exits, one started elsewhere waits for the next trainer."""
         self._outbox.put(None)
         try:
+            # shut down first: close() alone sends nothing while the reader thread is blocked in recv
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        try:
             self.sock.close()
         except OSError:
             pass
