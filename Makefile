@@ -36,10 +36,10 @@ demo: install
 	$(VENV)/bin/r1lab recipe=r1_countdown_tiny
 
 # `make test` runs one pytest-xdist worker a core (at most 4), each on one torch thread; a test file
-# stays on one worker and the multi-process tests share one (tests/conftest.py). TEST_WORKERS=0:
+# stays on one worker, the longest are handed out first (tests/conftest.py). TEST_WORKERS=0:
 # one process, as plain pytest.
 TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ $$n -gt 4 ] && n=4; echo $$n)
-XDIST := $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder)
+XDIST := $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder)
 
 test: install
 	$(PY) -m pytest -q $(XDIST)

@@ -7,11 +7,14 @@ workers, one a core: one thread each keeps them from spinning against each other
 thread count. Child processes (the CLI, torchrun) get ``OMP_NUM_THREADS`` and the tests'
 ``engine.num_threads`` from the same number (`tests.helpers.THREADS`).
 
-Under xdist (``--dist loadgroup``) a test file runs whole on one worker, so its module fixtures
-(a trained model, a vLLM engine, a straight pipeline run) are built once; the multi-process tests
-(marker ``distributed``: torchrun with 2 ranks each) share one group, so two of them never run
-at once. The longest files are scheduled first (`LONG_FIRST`), so no worker is left with one at
-the end.
+Under xdist (``--dist loadfile``) a test file runs whole on one worker, so its module fixtures
+(a trained model, a vLLM engine, a straight pipeline run) are built once. The longest files are
+handed out first (`LONG_FIRST`), so no worker is left with one at the end; the two files of
+multi-process tests (torchrun, 2 ranks each) are the 2nd and 4th, which xdist's first round of
+two files per worker gives to the same worker of two: they never run at once on 2 cores
+(with more workers there are cores for both). (``--dist loadgroup`` would
+say this with ``xdist_group`` marks, but xdist 3.8 does not group under pytest 9: it renames
+``item._nodeid``, which pytest 9 no longer reads.)
 """
 import os
 
@@ -34,16 +37,18 @@ torch.set_num_threads(THREADS)
 # to the workers depends on this list. A file not listed follows them in collection order.
 LONG_FIRST = [
     "tests/rollout/test_vllm_pipeline.py",  # ~180 s
-    "distributed",  # tests/distributed/test_data_parallel.py and test_vllm_zero3.py, ~100 s
+    "tests/distributed/test_data_parallel.py",  # ~40 s, torchrun: 2nd, on the worker of the 4th
+    "tests/rollout/test_async_rollouts.py",
+    "tests/distributed/test_vllm_zero3.py",  # ~60 s, torchrun: 4th
     "tests/eval/test_studies.py",  # ~100 s
     "tests/models/test_packaged_model.py",  # ~85 s
     "tests/test_cli_errors.py",  # ~80 s
     "tests/recipes/test_recipes.py",  # ~75 s
     "tests/test_resume_full_pipeline.py",  # ~65 s
+    "tests/models/test_real_model_stages.py",
     "tests/engine/test_resume_cli.py",
     "tests/eval/test_cli.py",
     "tests/rollout/test_engines_real_model.py",
-    "tests/models/test_real_model_stages.py",
     "tests/stages/test_eval_during_training.py",
     "tests/test_pipeline_e2e.py",
     "tests/stages/test_grpo_entropy_term.py",
@@ -51,17 +56,9 @@ LONG_FIRST = [
 ]
 
 
-def _group(item: pytest.Item) -> str:
-    return "distributed" if item.get_closest_marker("distributed") else item.nodeid.split("::")[0]
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
-    for item in items:
-        if not item.get_closest_marker("xdist_group"):
-            item.add_marker(pytest.mark.xdist_group(_group(item)))
     rank = {name: i for i, name in enumerate(LONG_FIRST)}
-    items.sort(key=lambda item: rank.get(_group(item), len(LONG_FIRST)))  # stable: the rest keep their order
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(LONG_FIRST)))  # stable: a file stays together
 
 
 @pytest.fixture(autouse=True)
