@@ -37,6 +37,12 @@ MICRO = [
 ]
 
 
+RENDEZVOUS_VARIABLES = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
 def run_cli(*args: str, cwd: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "offline", "OMP_NUM_THREADS": str(THREADS)}
+    # rendezvous variables an in-process Engine or vLLM engine of an earlier test (same xdist worker) left must
+    # not leak into the child: a MASTER_PORT without MASTER_ADDR sends DeepSpeed looking for mpi4py
+    env = {**{k: v for k, v in os.environ.items() if k not in RENDEZVOUS_VARIABLES},
+           "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "offline", "OMP_NUM_THREADS": str(THREADS)}
     return subprocess.run([R1LAB, *args], cwd=cwd or REPO, env=env, capture_output=True, text=True, timeout=timeout)
