@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -46,3 +47,15 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: int = 600) -> subproce
     env = {**{k: v for k, v in os.environ.items() if k not in RENDEZVOUS_VARIABLES},
            "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "offline", "OMP_NUM_THREADS": str(THREADS)}
     return subprocess.run([R1LAB, *args], cwd=cwd or REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def wait_for(predicate, proc: subprocess.Popen, timeout: float = 240, poll: float = 0.01) -> None:
+    """Poll ``predicate`` while ``proc`` runs; fail with its output if it ends first, kill it on timeout."""
+    deadline = time.time() + timeout
+    while not predicate():
+        if proc.poll() is not None:
+            raise AssertionError(f"the run ended before the condition held:\n{proc.stdout.read()[-5000:]}")
+        if time.time() > deadline:
+            proc.kill()
+            raise AssertionError("timed out waiting for the run")
+        time.sleep(poll)

@@ -152,6 +152,15 @@ def sample(llm, tokenizer, prompt_ids: list[list[int]], params: SamplingParams, 
     return [Completion(token_ids=i, text=t, stopped=s, logprobs=lp) for i, t, s, lp in zip(ids, texts, stopped, logps)]
 
 
+def start_error(where: str, path: str, err: Exception) -> RolloutEngineError:
+    """What a user reads when ``vllm.LLM`` fails to start: the cause and the settings that fix it."""
+    return RolloutEngineError(
+        f"{where}: vLLM could not start on '{path}': {type(err).__name__}: {err}. "
+        "If it is out of memory, lower rollout.gpu_memory_utilization, rollout.max_model_len or "
+        "rollout.max_num_seqs (CPU: rollout.kv_cache_gb); if the architecture is unsupported, use rollout=hf"
+    )
+
+
 class VLLMEngine:
     name = "vllm"
 
@@ -174,11 +183,7 @@ class VLLMEngine:
             idle = _IDLE.get(self.key)
             self.llm = idle.pop() if idle else LLM(**kwargs)
         except Exception as err:  # vLLM raises many kinds; all mean the same to the user
-            raise RolloutEngineError(
-                f"rank {dist.rank()}: vLLM could not start on '{policy.path}': {type(err).__name__}: {err}. "
-                "If it is out of memory, lower rollout.gpu_memory_utilization, rollout.max_model_len or "
-                "rollout.max_num_seqs (CPU: rollout.kv_cache_gb); if the architecture is unsupported, use rollout=hf"
-            ) from err
+            raise start_error(f"rank {dist.rank()}", policy.path, err) from err
         self.seconds_start = time.time() - began
         self.seconds_last_push = 0.0
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass, fields
 import torch
 
 from r1lab.config.schema import RolloutConfig
-from r1lab.rollout.engine import Completion, RolloutEngineError, SamplingParams
+from r1lab.rollout.engine import Completion, SamplingParams
 from r1lab.rollout.transfer import BucketInfo, GlooGroup
 
 BACKEND = "r1lab_gloo"  # the name in vLLM's weight-transfer registry
@@ -186,7 +186,7 @@ class VLLMWorkerBackend:
     name = "vllm"
 
     def __init__(self, model_path: str, dtype: torch.dtype, seed: int, options: dict) -> None:
-        from r1lab.rollout.vllm_engine import llm_kwargs, require_vllm
+        from r1lab.rollout.vllm_engine import llm_kwargs, require_vllm, start_error
 
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # in-process engine core: it sees the registration
         # vLLM logs to stdout by default; a worker's stdout carries its ready line, and a trainer that
@@ -208,11 +208,7 @@ class VLLMWorkerBackend:
         try:
             self.llm = LLM(**kwargs)
         except Exception as err:  # vLLM raises many kinds; all mean the same to the user
-            raise RolloutEngineError(
-                f"rollout worker: vLLM could not start on '{model_path}': {type(err).__name__}: {err}. "
-                "If it is out of memory, lower rollout.gpu_memory_utilization, rollout.max_model_len or "
-                "rollout.max_num_seqs (CPU: rollout.kv_cache_gb); if the architecture is unsupported, use rollout=hf"
-            ) from err
+            raise start_error("rollout worker", model_path, err) from err
         self.seconds_start = time.time() - began
         self.tokenizer = load_tokenizer(model_path)
         self.config = AutoConfig.from_pretrained(path)

@@ -16,7 +16,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -25,7 +24,7 @@ from safetensors.torch import load_file
 
 from r1lab.engine.checkpoint import step_dirname
 from r1lab.engine.signals import PREEMPTED_EXIT_CODE
-from tests.helpers import THREADS
+from tests.helpers import THREADS, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -58,17 +57,6 @@ def finish(proc: subprocess.Popen, expect: int = 0, timeout: float = 300) -> str
     out, _ = proc.communicate(timeout=timeout)
     assert proc.returncode == expect, f"exit status {proc.returncode}, expected {expect}:\n{out[-5000:]}"
     return out
-
-
-def wait_for(predicate, proc: subprocess.Popen, timeout: float = 240, poll: float = 0.01) -> None:
-    deadline = time.time() + timeout
-    while not predicate():
-        if proc.poll() is not None:
-            raise AssertionError(f"the run ended before the condition held:\n{proc.stdout.read()[-5000:]}")
-        if time.time() > deadline:
-            proc.kill()
-            raise AssertionError("timed out waiting for the run")
-        time.sleep(poll)
 
 
 def metrics(run_dir: Path) -> dict[int, dict]:

@@ -5,12 +5,11 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import MICRO
+from tests.helpers import MICRO, wait_for  # noqa: F401  (re-exported for the async tests)
 
 R1LAB = Path(sys.executable).with_name("r1lab")
 STAGE = "stages/01-grpo"
@@ -55,17 +54,6 @@ def finish(proc: subprocess.Popen, expect: int = 0, timeout: float = 300) -> str
     out, _ = proc.communicate(timeout=timeout)
     assert proc.returncode == expect, f"exit status {proc.returncode}, expected {expect}:\n{out[-5000:]}"
     return out
-
-
-def wait_for(predicate, proc: subprocess.Popen, timeout: float = 240) -> None:
-    deadline = time.time() + timeout
-    while not predicate():
-        if proc.poll() is not None:
-            raise AssertionError(f"the run ended before the condition held:\n{proc.stdout.read()[-5000:]}")
-        if time.time() > deadline:
-            proc.kill()
-            raise AssertionError("timed out waiting for the run")
-        time.sleep(0.01)
 
 
 def start_worker(model: str, *extra: str) -> tuple[subprocess.Popen, str]:
