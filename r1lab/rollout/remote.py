@@ -68,6 +68,9 @@ class PushStats:
     bytes: int = 0
 
 
+SENDER_JOIN_S = 10.0  # close(): how long to let a push in flight finish or fail before exiting
+
+
 class WorkerConnection:
     """One worker: its socket, an ordered outbox (sender thread) and a reader thread."""
 
@@ -92,7 +95,8 @@ class WorkerConnection:
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.group: GlooGroup | None = None
         threading.Thread(target=self._read, daemon=True, name=f"r1lab-worker{index}-reader").start()
-        threading.Thread(target=self._send, daemon=True, name=f"r1lab-worker{index}-sender").start()
+        self._sender = threading.Thread(target=self._send, daemon=True, name=f"r1lab-worker{index}-sender")
+        self._sender.start()
 
     @property
     def name(self) -> str:
@@ -211,6 +215,9 @@ class WorkerConnection:
             self.sock.close()
         except OSError:
             pass
+        # a push cut off by the worker's death fails inside gloo a moment later; exiting while gloo
+        # raises that error aborts the process ("terminate called without an active exception")
+        self._sender.join(timeout=SENDER_JOIN_S)
 
 
 @dataclass

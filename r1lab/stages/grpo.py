@@ -76,63 +76,65 @@ def run_grpo(ctx: StageContext) -> None:
     rounds.restore(engine.load_rank_file(ROUNDS_FILE) or {})  # the rounds a checkpoint saved in flight
     empty_steps = 0
 
-    while engine.step < total_updates:
-        step = engine.step // cfg.updates_per_batch
-        t_step = time.time()
-        collected = collect_rollout(rounds, cfg, draws)
-        rollout_engine.sleep()  # CUDA vLLM: its memory is the update's until the next rollout
-        draws, rollout = collected.draws, collected.rollout
-        if rollout.num_groups == 0:
-            empty_steps += 1
-            if empty_steps >= MAX_EMPTY_STEPS:
-                raise RuntimeError(
-                    f"stages.{ctx.stage.name}: dynamic sampling found no group with varied rewards in "
-                    f"{empty_steps} steps x {cfg.max_sampling_rounds} rounds; raise max_sampling_rounds or set dynamic_sampling=false"
-                )
-            continue
-        empty_steps = 0
-        t_gen = time.time()
+    try:
+        while engine.step < total_updates:
+            step = engine.step // cfg.updates_per_batch
+            t_step = time.time()
+            collected = collect_rollout(rounds, cfg, draws)
+            rollout_engine.sleep()  # CUDA vLLM: its memory is the update's until the next rollout
+            draws, rollout = collected.draws, collected.rollout
+            if rollout.num_groups == 0:
+                empty_steps += 1
+                if empty_steps >= MAX_EMPTY_STEPS:
+                    raise RuntimeError(
+                        f"stages.{ctx.stage.name}: dynamic sampling found no group with varied rewards in "
+                        f"{empty_steps} steps x {cfg.max_sampling_rounds} rounds; raise max_sampling_rounds or set dynamic_sampling=false"
+                    )
+                continue
+            empty_steps = 0
+            t_gen = time.time()
 
-        loss_tokens = loss_token_counts(rollout, cfg.overlong)
-        rewards = rollout.rewards
-        if reference is not None and cfg.kl.in_reward:
-            rewards = kl_penalised_rewards(engine.module, reference, rollout, loss_tokens, cfg, pad, engine.device)
-        advantages = compute_advantages(
-            rewards.view(-1, G), cfg.advantage,
-            lengths=torch.tensor([len(c) for c in rollout.completions]).view(-1, G), truncated=rollout.truncated.view(-1, G),
-        ).view(-1)  # [N]
-        entropy_coef = cfg.entropy_coef if step >= cfg.entropy_from_step else 0.0
-        entropy_weight = entropy_term_weights(advantages, entropy_coef, cfg.entropy_sample_fraction, cfg.seed, step, dist.rank())
-        rows = trained_rows(advantages, entropy_weight, kl_in_loss=reference is not None and not cfg.kl.in_reward)
-        batch = build_train_batch(rollout, rows, loss_tokens, cfg, pad, engine.module, reference, engine.device)
-        t_score = time.time()
+            loss_tokens = loss_token_counts(rollout, cfg.overlong)
+            rewards = rollout.rewards
+            if reference is not None and cfg.kl.in_reward:
+                rewards = kl_penalised_rewards(engine.module, reference, rollout, loss_tokens, cfg, pad, engine.device)
+            advantages = compute_advantages(
+                rewards.view(-1, G), cfg.advantage,
+                lengths=torch.tensor([len(c) for c in rollout.completions]).view(-1, G), truncated=rollout.truncated.view(-1, G),
+            ).view(-1)  # [N]
+            entropy_coef = cfg.entropy_coef if step >= cfg.entropy_from_step else 0.0
+            entropy_weight = entropy_term_weights(advantages, entropy_coef, cfg.entropy_sample_fraction, cfg.seed, step, dist.rank())
+            rows = trained_rows(advantages, entropy_weight, kl_in_loss=reference is not None and not cfg.kl.in_reward)
+            batch = build_train_batch(rollout, rows, loss_tokens, cfg, pad, engine.module, reference, engine.device)
+            t_score = time.time()
 
-        norm = loss_normaliser(rollout.num_groups * G, loss_tokens, cfg.max_new_tokens)
-        sums = policy_update(engine, batch, advantages, norm, cfg, entropy_coef, entropy_weight)
-        t_train = time.time()
+            norm = loss_normaliser(rollout.num_groups * G, loss_tokens, cfg.max_new_tokens)
+            sums = policy_update(engine, batch, advantages, norm, cfg, entropy_coef, entropy_weight)
+            t_train = time.time()
 
-        metrics = step_metrics(rollout, rewards, correctness, sums, norm, G, t_train - t_score, cfg.updates_per_batch)
-        metrics.update({
-            "lr": engine.lr(),
-            "grad_norm": engine.grad_norm(),
-            "nonfinite_steps": engine.nonfinite_steps,
-            "sampling_rounds": collected.rounds,
-            "kept_group_fraction": rollout.num_groups / max(1, collected.sampled_groups),
-            "time_logprobs_advantages": t_score - t_gen,
-            "time_train": t_train - t_score,
-            "time_step": t_train - t_step,  # the whole step: sampling (or waiting for it), scoring, update
-        })
-        if hasattr(rollout_engine, "seconds_last_push"):  # engines that hold a copy of the weights
-            metrics["time_weight_push"] = rollout_engine.seconds_last_push
-        metrics.update(rounds.step_figures())  # separate placement: version lag, waits, worker idle, weight sync
-        tracker.log(step + 1, metrics)
-        every = ctx.run.tracking.completions_every
-        if every and (step + 1) % every == 0:
-            tracker.log_completions(step + 1, "train", completion_rows(rollout, tokenizer, ctx.run.tracking.completions_rows, advantages))
-        ctx.after_step(engine, tracker, tokenizer, step + 1, cfg.steps, {"draws": draws}, rollout=rollout_engine,
-                       rank_files={ROUNDS_FILE: rounds.checkpoint} if placement == "separate" else None)
-    rounds.close()
-    rollout_engine.close()
+            metrics = step_metrics(rollout, rewards, correctness, sums, norm, G, t_train - t_score, cfg.updates_per_batch)
+            metrics.update({
+                "lr": engine.lr(),
+                "grad_norm": engine.grad_norm(),
+                "nonfinite_steps": engine.nonfinite_steps,
+                "sampling_rounds": collected.rounds,
+                "kept_group_fraction": rollout.num_groups / max(1, collected.sampled_groups),
+                "time_logprobs_advantages": t_score - t_gen,
+                "time_train": t_train - t_score,
+                "time_step": t_train - t_step,  # the whole step: sampling (or waiting for it), scoring, update
+            })
+            if hasattr(rollout_engine, "seconds_last_push"):  # engines that hold a copy of the weights
+                metrics["time_weight_push"] = rollout_engine.seconds_last_push
+            metrics.update(rounds.step_figures())  # separate placement: version lag, waits, worker idle, weight sync
+            tracker.log(step + 1, metrics)
+            every = ctx.run.tracking.completions_every
+            if every and (step + 1) % every == 0:
+                tracker.log_completions(step + 1, "train", completion_rows(rollout, tokenizer, ctx.run.tracking.completions_rows, advantages))
+            ctx.after_step(engine, tracker, tokenizer, step + 1, cfg.steps, {"draws": draws}, rollout=rollout_engine,
+                           rank_files={ROUNDS_FILE: rounds.checkpoint} if placement == "separate" else None)
+    finally:  # an error too: workers stop, a push in flight ends before the process does
+        rounds.close()
+        rollout_engine.close()
     write_prompt_record(ctx, train, draws)
     ctx.finish(engine, tracker, tokenizer)
 
