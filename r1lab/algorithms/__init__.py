@@ -19,7 +19,7 @@ from r1lab.algorithms.kl import KL_ESTIMATORS, KLConfig, kl_loss_term, kl_penalt
 from r1lab.algorithms.logprobs import selective_log_softmax, token_logprobs_and_entropy
 from r1lab.algorithms.policy_loss import POLICY_LOSSES, PolicyLossConfig, compute_policy_loss
 from r1lab.algorithms.reduce import REDUCTIONS, LossNorm, reduce_loss
-from r1lab.algorithms.registry import Registry
+from r1lab.registry import Registry
 
 __all__ = [
     "ADVANTAGES",

@@ -32,7 +32,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from r1lab.algorithms.registry import Registry
+from r1lab.registry import Registry
 
 _SCALES = ("group", "batch", "none")
 

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from r1lab.algorithms.registry import Registry
+from r1lab.registry import Registry
 
 
 @dataclass

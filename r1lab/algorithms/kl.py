@@ -22,7 +22,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from r1lab.algorithms.registry import Registry
+from r1lab.registry import Registry
 
 # Keeps exp() in k3 finite on garbage (e.g. padding) positions; real log-ratios are far smaller.
 _MAX_LOG_RATIO = 20.0

@@ -24,7 +24,7 @@ from typing import Callable, Optional
 import torch
 from torch import Tensor
 
-from r1lab.algorithms.registry import Registry
+from r1lab.registry import Registry
 
 # exp() of a log-ratio beyond this overflows float32 gradients; real ratios never get near it.
 _MAX_LOG_RATIO = 20.0

@@ -33,7 +33,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from r1lab.algorithms.registry import Registry
+from r1lab.registry import Registry
 
 # Keeps exp() finite on garbage (e.g. padding) positions and on the sum over a long sequence;
 # real per-token log-ratios are far smaller. Ratios reported or used saturate at e^20 ~ 4.9e8.

@@ -21,7 +21,7 @@ from typing import Callable, ContextManager, Protocol
 
 import torch
 
-from r1lab.algorithms.registry import Registry
+from r1lab.registry import Registry
 from r1lab.config.schema import RolloutConfig
 from r1lab.rollout.sampler import Completion, SamplingParams
 

@@ -1,7 +1,7 @@
 import pytest
 
 from r1lab.algorithms import ADVANTAGES, DPO_LOSSES, KL_ESTIMATORS, POLICY_LOSSES, REDUCTIONS
-from r1lab.algorithms.registry import Registry
+from r1lab.registry import Registry
 
 
 def test_register_get_names():
