@@ -158,7 +158,7 @@ def save_bench_model(path: str | Path, vocab_size: int, max_positions: int = 512
 def step_rows(cfg: BenchConfig) -> list[dict]:
     """The training rows r1lab's GRPO stage draws, step after step, in its order."""
     from r1lab.config.schema import CountdownTaskConfig, TaskConfig
-    from r1lab.data.task import build_task
+    from r1lab.tasks import build_task
     from r1lab.stages.context import step_indices
 
     task = build_task(TaskConfig(question_style="short", countdown=CountdownTaskConfig(**cfg.task)))
@@ -229,7 +229,7 @@ def _random_rollout(tokenizer, vocab_size: int, num_prompts: int, samples: int, 
     """Prompt ids (countdown questions), completion ids of varied lengths, rewards [P*G]."""
     import torch
 
-    from r1lab.data.countdown import make_splits, question_text
+    from r1lab.tasks.countdown import make_splits, question_text
     from r1lab.models.templates import encode_prompt
 
     gen = torch.Generator().manual_seed(seed)

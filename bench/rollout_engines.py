@@ -173,7 +173,7 @@ def prompt_batches(setup: Setup, tokenizer, rounds: int) -> list[list[list[int]]
     """``rounds`` batches of ``setup.prompts`` distinct Countdown prompts, each repeated ``samples``
     times in a row (p0 x samples, p1 x samples, ...: GRPO's layout; vLLM makes each run one request)."""
     from r1lab.config.schema import CountdownTaskConfig, TaskConfig
-    from r1lab.data.task import build_task
+    from r1lab.tasks import build_task
     from r1lab.models.templates import encode_prompt
 
     n = rounds * setup.prompts

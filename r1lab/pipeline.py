@@ -31,7 +31,7 @@ from omegaconf import OmegaConf
 
 from r1lab.config.schema import RunConfig
 from r1lab.config.validate import ConfigError, Stage
-from r1lab.data.task import Task, build_task
+from r1lab.tasks import Task, build_task
 from r1lab.engine import dist
 from r1lab.engine.checkpoint import write_json_atomic
 from r1lab.eval.evaluate import evaluate

@@ -61,7 +61,7 @@ def check_stage(name: str, cfg: Any) -> None:
     if getattr(cfg, "tools", None) is not None:
         check_tools(cfg.tools, f"stages.{name}.tools")
     if getattr(cfg, "trace_tool", None) is not None:
-        from r1lab.data.traces import TRACE_TOOLS  # config sits below data: looked up at start-up, not imported
+        from r1lab.tasks.countdown_traces import TRACE_TOOLS  # config sits below data: looked up at start-up, not imported
 
         if cfg.trace_tool not in TRACE_TOOLS:
             raise ConfigError(f"stages.{name}.trace_tool={cfg.trace_tool!r}; valid: {', '.join(TRACE_TOOLS)}")
@@ -154,7 +154,7 @@ def validate(cfg: DictConfig) -> tuple[RunConfig, list[Stage]]:
 
     if run.model.template not in TEMPLATES:
         raise ConfigError(f"model.template={run.model.template!r}; valid: {', '.join(TEMPLATES)}")
-    from r1lab.data.task import TASKS
+    from r1lab.tasks import TASKS
 
     if run.task.name not in TASKS:
         raise ConfigError(f"task.name={run.task.name!r}; valid: {', '.join(TASKS)}")

@@ -28,9 +28,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from datasets import Dataset, DatasetDict
 
-from r1lab.data.countdown import FEATURES as COUNTDOWN_FEATURES
-from r1lab.data.countdown import is_solution, problem_id, solve
-
 SUFFIXES = (".jsonl", ".json", ".parquet")
 SAMPLES_DIR = Path(__file__).parent / "samples"  # small files shipped with the package
 
@@ -258,77 +255,12 @@ def columns_fix(name_or_path: str | os.PathLike, columns_field: Optional[str]) -
     return f"map them from the dataset's columns with {columns_field} (e.g. {columns_field}={{numbers: nums}})"
 
 
-def _as_int(x: object) -> int | None:
-    """``x`` as an int when it is one. Integral floats count: Arrow turns a whole column to
-    floats when any row holds one, so ``[1, 2]`` may arrive as ``[1.0, 2.0]``."""
-    if isinstance(x, bool):
-        return None
-    if isinstance(x, int):
-        return x
-    if isinstance(x, float) and x.is_integer():
-        return int(x)
-    return None
-
-
-def load_countdown_file(
-    path: str | os.PathLike,
-    field: str = "task.train_file",
-    solve_missing: bool = True,
-    max_solve_numbers: int = 5,
-    *,
-    split: str = "train",
-    subset: Optional[str] = None,
-    columns: Optional[Mapping[str, str]] = None,
-    option_fields: Optional[Mapping[str, str]] = None,
-) -> Dataset:
-    """User Countdown problems: columns ``numbers`` (list of non-negative ints) and ``target`` (int).
-
-    ``id`` and ``solution`` are optional. Missing ids become :func:`problem_id`. A given
-    non-empty solution must solve its row. A missing one is found by :func:`solve` when
-    ``solve_missing`` and the row has at most ``max_solve_numbers`` numbers (solving 6 numbers
-    takes seconds per row), else left ``""``; ``""`` also marks a problem with no solution.
-
-    ``path`` may also be a dataset folder or hub id; ``split``/``subset``/``columns`` are
-    :func:`load_source`'s (e.g. ``columns={"numbers": "nums"}`` for Countdown-Tasks datasets).
-    """
-    path = os.fspath(path)
-    ds = load_source(path, field, split=split, subset=subset, columns=columns, option_fields=option_fields)
-    source = f"{field} '{path}'"
-    require_columns(ds, ["numbers", "target"], source, fix=columns_fix(path, (option_fields or {}).get("columns")))
-    ids = ds["id"] if "id" in ds.column_names else None
-    given = ds["solution"] if "solution" in ds.column_names else None
-    cols: dict[str, list] = {name: [] for name in COUNTDOWN_FEATURES}
-    for i, (numbers, target) in enumerate(zip(ds["numbers"], ds["target"])):
-        ints = [_as_int(n) for n in numbers] if isinstance(numbers, list) else []
-        if not ints or any(n is None or n < 0 for n in ints):
-            raise ValueError(f"row {i} of {source}: 'numbers' must be a non-empty list of non-negative integers, got {numbers!r}")
-        numbers, raw_target, target = ints, target, _as_int(target)
-        if target is None:
-            raise ValueError(f"row {i} of {source}: 'target' must be an integer, got {raw_target!r}")
-        solution = given[i] if given is not None and given[i] is not None else ""
-        if not isinstance(solution, str):
-            raise ValueError(f"row {i} of {source}: 'solution' must be a string expression, got {solution!r}")
-        if solution and not is_solution(solution, numbers, target):
-            raise ValueError(
-                f"row {i} of {source}: solution {solution!r} does not make {target} from {numbers} "
-                "using each number once; fix it or leave it empty"
-            )
-        if not solution and solve_missing and len(numbers) <= max_solve_numbers:
-            solution = solve(numbers, target) or ""
-        cols["id"].append(str(ids[i]) if ids is not None and ids[i] is not None else problem_id(numbers, target))
-        cols["numbers"].append(numbers)
-        cols["target"].append(target)
-        cols["solution"].append(solution)
-    return Dataset.from_dict(cols, features=COUNTDOWN_FEATURES)
-
-
 __all__ = [
     "SAMPLES_DIR",
     "SUFFIXES",
     "columns_fix",
     "is_file_source",
     "is_saved_dataset",
-    "load_countdown_file",
     "load_source",
     "load_table",
     "rename_columns",

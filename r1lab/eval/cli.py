@@ -170,7 +170,7 @@ def evaluate_app(app: EvalAppConfig, loc: ModelLocation, out_dir: Path) -> dict:
     import torch
 
     from r1lab.config.schema import ModelConfig
-    from r1lab.data.task import build_task
+    from r1lab.tasks import build_task
     from r1lab.engine import dist
     from r1lab.eval.evaluate import evaluate_with_samples, scaling_curve, select_problems
     from r1lab.eval.tables import eval_table, scaling_table, studies_tables

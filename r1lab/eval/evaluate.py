@@ -39,7 +39,7 @@ import torch
 from datasets import Dataset
 
 from r1lab.config.schema import EvalConfig, ToolsConfig
-from r1lab.data.task import Task
+from r1lab.tasks import Task
 from r1lab.engine import dist
 from r1lab.eval.answers import DISTANCE_CAP, task_analysis
 from r1lab.rewards.behaviours import BEHAVIOURS, behaviour_counts, behaviour_summary

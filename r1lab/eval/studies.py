@@ -19,7 +19,7 @@ Exactly what the perplexity bridge scores (one problem, template ``T``, answer o
 ``<answer>``, or ``\\boxed{`` for the math task without answer tags):
 
 * the **gold answer** ``g``: Countdown's ``solution`` column (one canonical expression of the
-  generator or of :func:`r1lab.data.countdown.solve`; other valid expressions exist), math's
+  generator or of :func:`r1lab.tasks.countdown.solve`; other valid expressions exist), math's
   ``answer`` column (the normalised final answer). Problems without one are skipped and counted.
 * the **reasoning** ``r``: the model's greedy completion (the evaluation's own greedy record, the
   text after the prompt) cut before its first ``O`` (all of it when it has none), trailing

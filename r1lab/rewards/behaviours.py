@@ -5,7 +5,7 @@ Self-Improving Reasoners", plus R1's "aha" reflection phrases, each a set of phr
 
 * ``verification``: checking a result. "let me check/verify", "double-check", "to confirm",
   "verify(ing)", "checking", "that works/checks out", "is (indeed) correct"; in the tiny model's
-  trace vocabulary (``r1lab.data.traces``) a line that starts with ``check``
+  trace vocabulary (``r1lab.tasks.countdown_traces``) a line that starts with ``check``
   (``check 8*(9-7)=16 ok``).
 * ``backtracking``: abandoning an approach. "doesn't/does not work", "not (quite) right/correct",
   "that's wrong", "too big/small/high/low", "try again", "try (something) else", "another

@@ -381,8 +381,8 @@ def _evaluate(values: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndar
 # ---------------------------------------------------------------------------------------------
 # The reference evaluator: plain Python, exact (``fractions.Fraction``), linear time, iterative
 # (no recursion), nothing executed. It is the one statement of the rules above: the reward's exact
-# path, the data generator's check (``r1lab.data.countdown.is_solution``) and the evaluation's
-# answer keys and distances (``r1lab.data.countdown.CountdownAnalysis``) all use it, and the
+# path, the data generator's check (``r1lab.tasks.countdown.is_solution``) and the evaluation's
+# answer keys and distances (``r1lab.tasks.countdown.CountdownAnalysis``) all use it, and the
 # vectorized path is cross-checked against it (tests/rewards/test_countdown.py).
 
 _SIGNS = str.maketrans({"×": "*", "÷": "/", "−": "-"})

@@ -10,7 +10,7 @@ import torch
 
 from r1lab.config.schema import RunConfig
 from r1lab.config.validate import ConfigError, Stage
-from r1lab.data.task import Task
+from r1lab.tasks import Task
 from r1lab.engine import dist
 from r1lab.engine.engine import Engine, OptimSettings
 from r1lab.models.load import load_model, load_tokenizer

@@ -30,7 +30,7 @@ from r1lab.algorithms.kl import KL_ESTIMATORS, kl_loss_term, kl_penalty_in_rewar
 from r1lab.algorithms.policy_loss import compute_policy_loss
 from r1lab.algorithms.reduce import LossNorm, reduce_loss
 from r1lab.algorithms.rollout_correction import correction_stats, mismatch_sums, off_policy_terms
-from r1lab.data.task import Task
+from r1lab.tasks import Task
 from r1lab.engine import dist
 from r1lab.engine.seeds import derive_seed
 from r1lab.models.forward import token_logprobs

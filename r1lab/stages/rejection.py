@@ -40,7 +40,7 @@ from datasets import Dataset, Features, List, Value
 
 from r1lab.config.schema import RejectionStageConfig
 from r1lab.config.validate import typed_stage
-from r1lab.data.task import Task
+from r1lab.tasks import Task
 from r1lab.engine import dist
 from r1lab.engine.checkpoint import commit_dir, tmp_path, write_json_atomic
 from r1lab.rollout.engine import RolloutEngine, SamplingParams
@@ -109,7 +109,7 @@ def prompt_rows(ctx: StageContext) -> Dataset:
     if cfg.source == "train_tail":
         train = ctx.task.split("train")
         return train.select(tail_indices(train["id"], cfg.num_prompts, grpo_drawn_ids(ctx, train)))
-    from r1lab.data.task import source_options
+    from r1lab.tasks.base import source_options
 
     task = ctx.run.task  # a source naming the task's own dataset (source: ${task.train_file}) is read with its options
     which = next((w for w in ("train", "test") if cfg.source == getattr(task, f"{w}_file")), None)

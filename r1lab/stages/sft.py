@@ -75,7 +75,7 @@ def tool_output_mask(tokenizer, response: str) -> list[int]:
 def load_examples(ctx: StageContext, tokenizer) -> list[Example]:
     cfg, template = ctx.cfg, ctx.run.model.template
     if cfg.data == "traces":
-        from r1lab.data.traces import make_sft_dataset
+        from r1lab.tasks.countdown_traces import make_sft_dataset
 
         problems = ctx.task.split("train")
         if cfg.num_examples:

@@ -14,7 +14,7 @@ from omegaconf.errors import ConfigKeyError
 from r1lab.config.schema import CountdownTaskConfig, DPOStageConfig, RejectionStageConfig, SFTStageConfig, TaskConfig
 from r1lab.config.validate import ConfigError, typed_stage
 from r1lab.data.files import SAMPLES_DIR, load_source, load_table
-from r1lab.data.task import build_task
+from r1lab.tasks import build_task
 
 SMALL = CountdownTaskConfig(num_train=10, num_test=5, num_test_hard=0)  # generated splits kept small
 

@@ -5,7 +5,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from r1lab.data.files import SAMPLES_DIR, load_countdown_file, load_table, require_columns
+from r1lab.data.files import SAMPLES_DIR, load_table, require_columns
+from r1lab.tasks.countdown import load_countdown_file
 
 
 def write_jsonl(path, rows):

@@ -4,7 +4,7 @@ tests/data/test_task.py)."""
 import numpy as np
 
 from r1lab.config.schema import CountdownTaskConfig, TaskConfig
-from r1lab.data.task import build_task
+from r1lab.tasks import build_task
 from r1lab.eval.answers import DISTANCE_CAP, task_analysis
 from r1lab.rewards import get_reward
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from r1lab.config.schema import CountdownTaskConfig, EvalConfig, TaskConfig, TinyModelConfig
-from r1lab.data.task import build_task
+from r1lab.tasks import build_task
 from r1lab.rewards.behaviours import BEHAVIOURS
 from r1lab.eval.evaluate import (
     Rollouts, Scored, evaluate, evaluate_with_samples, sample_records, scaling_curve, summarize, tool_figures_of,

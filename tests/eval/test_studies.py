@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from r1lab.config.schema import TinyModelConfig
-from r1lab.data.task import Task
+from r1lab.tasks import Task
 from r1lab.eval import studies as st
 from r1lab.rewards.behaviours import BEHAVIOURS, count_behaviours
 from r1lab.eval.tables import studies_tables

@@ -8,7 +8,7 @@ from r1lab.rewards import behaviours
 from r1lab.rewards.behaviours import BEHAVIOURS, behaviour_counts, behaviour_summary, count_behaviours, reasoning_text
 
 LABELLED = [
-    # the tiny model's trace vocabulary (r1lab.data.traces)
+    # the tiny model's trace vocabulary (r1lab.tasks.countdown_traces)
     ("9+7=16 16-8=8 no", {"backtracking": 1}),
     ("9+7=16 16-8=8 no\n9-7=2 8*2=16 yes", {"backtracking": 1}),
     ("7*5=35 35-3=32 no\n7*3=21 21-5=16 no\n5*3=15 15+7=22 yes\ncheck 5*3+7=22 ok\n</think>\n<answer>5*3+7</answer>",

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from r1lab.config.schema import CountdownTaskConfig, TaskConfig, TinyModelConfig, ToolsConfig
-from r1lab.data.task import build_task
+from r1lab.tasks import build_task
 from r1lab.models.templates import encode_prompt
 from r1lab.models.forward import token_logprobs
 from r1lab.models.load import load_model, load_tokenizer
@@ -347,7 +347,7 @@ def test_a_tool_that_needs_the_problem_gets_each_rows_own(taught_checker, one_pa
 
 
 def test_a_tool_the_task_cannot_feed_is_refused_before_sampling(taught):
-    from r1lab.data.task import Task
+    from r1lab.tasks import Task
     from r1lab.rollout.groups import sample_groups
 
     inner, tok, _ = hf_engine(taught)

@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 
 from r1lab.config.schema import RunConfig, TinyModelConfig
 from r1lab.config.validate import Stage, typed_stage
-from r1lab.data.task import build_task
+from r1lab.tasks import build_task
 from r1lab.rollout.engine import ROLLOUT_ENGINES
 from r1lab.stages.context import StageContext
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from r1lab.config.schema import TaskConfig, TinyModelConfig, TrackingConfig, WandbConfig
-from r1lab.data.task import build_task
+from r1lab.tasks import build_task
 from r1lab.models.tiny import build_tiny_model, char_tokenizer
 from r1lab.rollout.engine import as_engine
 from r1lab.rollout.groups import sample_groups

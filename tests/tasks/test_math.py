@@ -4,7 +4,7 @@ import json
 import pytest
 
 from r1lab.data.files import SAMPLES_DIR
-from r1lab.data.math_data import gsm8k_answer, last_boxed, load_math_file
+from r1lab.tasks.math import gsm8k_answer, last_boxed, load_math_file
 
 
 def write_jsonl(path, rows):

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 
 from r1lab.config.schema import ArithTaskConfig, TaskConfig
-from r1lab.data.arith import make_splits
-from r1lab.data.task import build_task
+from r1lab.tasks.arith import make_splits
+from r1lab.tasks import build_task
 from r1lab.rewards.math import math_reward
 
 

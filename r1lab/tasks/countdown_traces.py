@@ -71,7 +71,7 @@ from typing import Sequence
 from datasets import Dataset
 
 from r1lab.rewards.spans import RESULT_CLOSE, RESULT_OPEN, TOOL_CLOSE, TOOL_OPEN
-from r1lab.data.countdown import Number, apply_op, is_solution, join_expr
+from r1lab.tasks.countdown import Number, apply_op, is_solution, join_expr
 from r1lab.tools.calculator import answer
 from r1lab.tools.countdown import check as countdown_check
 

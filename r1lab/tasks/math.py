@@ -1,4 +1,6 @@
-"""Math word-problem files (GSM8K, MATH) normalised to one row layout.
+"""The math task: word-problem files (GSM8K, MATH) normalised to one row layout, graded by the
+math verifier (``r1lab.rewards.math``), and the analysis of its answers (``task.name=math``).
+``r1lab.tasks.arith`` generates rows of the same layout and reuses the rest of this module.
 
 Normalised row::
 
@@ -25,11 +27,16 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Mapping, Optional
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
 
 from datasets import Dataset, Features, Value
 
 from r1lab.data.files import is_file_source, load_source
+from r1lab.rewards.math import extract_answer, normalize
+from r1lab.tasks.base import Task, TaskAnalysis, files_over, register_task
+
+if TYPE_CHECKING:
+    from r1lab.config.schema import TaskConfig
 
 FEATURES = Features(
     {"id": Value("string"), "question": Value("string"), "answer": Value("string"), "level": Value("string")}
@@ -142,4 +149,66 @@ def load_math_file(
     return Dataset.from_dict(cols, features=FEATURES)
 
 
-__all__ = ["FEATURES", "LAYOUTS", "detect_layout", "gsm8k_answer", "last_boxed", "load_math_file"]
+class MathAnalysis(TaskAnalysis):
+    """Math (and arith): the answer key is the normalised final answer, read exactly as the
+    task's math reward reads it (``\\boxed{}``, ``<answer>`` with ``answer_tag``, the last number
+    with ``lenient``); no distance; the difficulty is the ``level`` column ("unknown" when absent).
+    """
+
+    def __init__(self, answer_tag: bool = False, lenient: bool = False):
+        self.answer_tag, self.lenient = answer_tag, lenient
+
+    def answer_keys(self, responses, rows):
+        keys: list[str | None] = []
+        for r in responses:
+            raw = extract_answer(r, answer_tag=self.answer_tag, lenient=self.lenient)
+            keys.append(None if raw is None or not raw.strip() else (normalize(raw) or raw.strip()))
+        return keys
+
+    def difficulty(self, rows):
+        levels = rows.get("level") or [None] * len(next(iter(rows.values()), []))
+        return ["unknown" if lv in (None, "") else str(lv) for lv in levels]
+
+
+def math_layout_task(name: str, splits: dict[str, Dataset], cfg: TaskConfig, question: Callable[[dict[str, Any]], str]) -> Task:
+    """A task of math-layout rows (``id, question, answer, level``), graded by the math verifier:
+    ``splits`` with the task's files read over them, the answer read one way by the reward and
+    the analysis (the last ``\\boxed{}``; ``<answer>`` with ``task.answer_tag``; the last number
+    as a fallback with ``task.lenient_answer``)."""
+    if cfg.answer_tag and cfg.lenient_answer:
+        raise ValueError("task.answer_tag and task.lenient_answer are exclusive: choose one way to read answers")
+    reward = "math_answer_tag" if cfg.answer_tag else "math_lenient" if cfg.lenient_answer else "math"
+    return Task(
+        name=name,
+        splits=files_over(splits, cfg, load_math_file),
+        correctness_reward=reward,
+        reward_columns=("answer",),
+        question=question,
+        load_file=load_math_file,
+        answer_opener="<answer>" if cfg.answer_tag else "\\boxed{",
+        analysis=MathAnalysis(answer_tag=cfg.answer_tag, lenient=cfg.lenient_answer),
+    )
+
+
+@register_task("math")
+def build(cfg: TaskConfig) -> Task:
+    """GSM8K or MATH rows from ``task.train_file`` and ``task.test_file`` (both required)."""
+    if not cfg.train_file or not cfg.test_file:
+        raise ValueError(
+            "task.name=math needs task.train_file and task.test_file (GSM8K or MATH layout jsonl/parquet, "
+            "a dataset folder or a hub id such as openai/gsm8k with task.subset=main)"
+        )
+    suffix = " Put the final answer in \\boxed{}." if not cfg.answer_tag else ""
+    return math_layout_task("math", {}, cfg, lambda row: row["question"] + suffix)
+
+
+__all__ = [
+    "FEATURES",
+    "LAYOUTS",
+    "MathAnalysis",
+    "detect_layout",
+    "gsm8k_answer",
+    "last_boxed",
+    "load_math_file",
+    "math_layout_task",
+]

@@ -1,5 +1,5 @@
-"""The Countdown task: exact solver, problem generator, splits, question text and the
-evaluation's analysis of answers.
+"""The Countdown task: exact solver, problem generator, splits, file loader, question text, the
+evaluation's analysis of answers and the task's registration (``task.name=countdown``).
 
 A Countdown problem gives a few integers and a target; the answer is an arithmetic expression
 over ``+ - * /`` and parentheses that uses every number exactly once and equals the target
@@ -27,22 +27,29 @@ Choices made here (and why):
 
 The rules of an answer (syntax, each number once, exact value) have one statement, the reward's
 reference evaluator (``r1lab.rewards.countdown``): :func:`parse_expression` and :func:`is_solution`
-here, the reward and :class:`CountdownAnalysis` all use it.
+here, the reward and :class:`CountdownAnalysis` all use it. The verifier and the registered
+``countdown`` reward stay in ``r1lab.rewards`` (layer 0): the tools and the process claims use the
+same evaluator, and start-up validation checks reward names against ``r1lab.rewards`` alone.
 """
 from __future__ import annotations
 
+import os
 import random
 from fractions import Fraction
 from functools import lru_cache
-from typing import Iterable, Sequence, Union
+from typing import TYPE_CHECKING, Iterable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 from datasets import Dataset, Features, List, Value
 
-from r1lab.data.task import TaskAnalysis
+from r1lab.data.files import columns_fix, load_source, require_columns
 from r1lab.rewards.countdown import evaluate_answer, score_expression_exact
 from r1lab.rewards.countdown import parse_expression  # noqa: F401  (the reference evaluator, exported here too)
 from r1lab.rewards.spans import answer_spans
+from r1lab.tasks.base import Task, TaskAnalysis, files_over, register_task
+
+if TYPE_CHECKING:
+    from r1lab.config.schema import TaskConfig
 
 Number = Union[int, Fraction]  # ints whenever the value is integral, so dict keys and output stay simple
 ProblemKey = tuple[tuple[int, ...], int]
@@ -385,6 +392,75 @@ def question_text(numbers: Sequence[int], target: int, style: str = "short") -> 
 
 
 # ----------------------------------------------------------------------------------------------
+# User files
+# ----------------------------------------------------------------------------------------------
+
+
+def _as_int(x: object) -> int | None:
+    """``x`` as an int when it is one. Integral floats count: Arrow turns a whole column to
+    floats when any row holds one, so ``[1, 2]`` may arrive as ``[1.0, 2.0]``."""
+    if isinstance(x, bool):
+        return None
+    if isinstance(x, int):
+        return x
+    if isinstance(x, float) and x.is_integer():
+        return int(x)
+    return None
+
+
+def load_countdown_file(
+    path: str | os.PathLike,
+    field: str = "task.train_file",
+    solve_missing: bool = True,
+    max_solve_numbers: int = 5,
+    *,
+    split: str = "train",
+    subset: Optional[str] = None,
+    columns: Optional[Mapping[str, str]] = None,
+    option_fields: Optional[Mapping[str, str]] = None,
+) -> Dataset:
+    """User Countdown problems: columns ``numbers`` (list of non-negative ints) and ``target`` (int).
+
+    ``id`` and ``solution`` are optional. Missing ids become :func:`problem_id`. A given
+    non-empty solution must solve its row. A missing one is found by :func:`solve` when
+    ``solve_missing`` and the row has at most ``max_solve_numbers`` numbers (solving 6 numbers
+    takes seconds per row), else left ``""``; ``""`` also marks a problem with no solution.
+
+    ``path`` may also be a dataset folder or hub id; ``split``/``subset``/``columns`` are
+    :func:`load_source`'s (e.g. ``columns={"numbers": "nums"}`` for Countdown-Tasks datasets).
+    """
+    path = os.fspath(path)
+    ds = load_source(path, field, split=split, subset=subset, columns=columns, option_fields=option_fields)
+    source = f"{field} '{path}'"
+    require_columns(ds, ["numbers", "target"], source, fix=columns_fix(path, (option_fields or {}).get("columns")))
+    ids = ds["id"] if "id" in ds.column_names else None
+    given = ds["solution"] if "solution" in ds.column_names else None
+    cols: dict[str, list] = {name: [] for name in FEATURES}
+    for i, (numbers, target) in enumerate(zip(ds["numbers"], ds["target"])):
+        ints = [_as_int(n) for n in numbers] if isinstance(numbers, list) else []
+        if not ints or any(n is None or n < 0 for n in ints):
+            raise ValueError(f"row {i} of {source}: 'numbers' must be a non-empty list of non-negative integers, got {numbers!r}")
+        numbers, raw_target, target = ints, target, _as_int(target)
+        if target is None:
+            raise ValueError(f"row {i} of {source}: 'target' must be an integer, got {raw_target!r}")
+        solution = given[i] if given is not None and given[i] is not None else ""
+        if not isinstance(solution, str):
+            raise ValueError(f"row {i} of {source}: 'solution' must be a string expression, got {solution!r}")
+        if solution and not is_solution(solution, numbers, target):
+            raise ValueError(
+                f"row {i} of {source}: solution {solution!r} does not make {target} from {numbers} "
+                "using each number once; fix it or leave it empty"
+            )
+        if not solution and solve_missing and len(numbers) <= max_solve_numbers:
+            solution = solve(numbers, target) or ""
+        cols["id"].append(str(ids[i]) if ids is not None and ids[i] is not None else problem_id(numbers, target))
+        cols["numbers"].append(numbers)
+        cols["target"].append(target)
+        cols["solution"].append(solution)
+    return Dataset.from_dict(cols, features=FEATURES)
+
+
+# ----------------------------------------------------------------------------------------------
 # Evaluation analysis
 # ----------------------------------------------------------------------------------------------
 
@@ -396,7 +472,7 @@ def _expression_value(span: str, numbers: Sequence[int]) -> Fraction | None:
 
 
 class CountdownAnalysis(TaskAnalysis):
-    """The Countdown part of the evaluation's analysis (``r1lab.data.task.TaskAnalysis``).
+    """The Countdown part of the evaluation's analysis (``r1lab.tasks.base.TaskAnalysis``).
 
     Answers are read as the reward reads them (``r1lab.rewards.spans``: the last complete
     ``<answer>`` after the reasoning) and judged by the reward's reference evaluator
@@ -416,7 +492,7 @@ class CountdownAnalysis(TaskAnalysis):
       ``cap`` (so writing the target itself is not "close"). A continuous signal beside exact
       match for weak models.
     * **difficulty**: how many solution paths the search of a trace has
-      (``r1lab.data.traces.all_attempts``: pairwise combination orders over non-negative integers
+      (``r1lab.tasks.countdown_traces.all_attempts``: pairwise combination orders over non-negative integers
       that reach the target): ``hard`` with at most one (none: only a fraction or a negative
       intermediate reaches it), ``medium`` with 2 or 3, ``easy`` with 4 or more. Problems with more
       than 4 numbers are labelled by their count of numbers (``5 numbers``): too many orders to
@@ -446,7 +522,7 @@ class CountdownAnalysis(TaskAnalysis):
         return out
 
     def difficulty(self, rows):
-        from r1lab.data.traces import all_attempts
+        from r1lab.tasks.countdown_traces import all_attempts  # it imports this module
 
         labels = []
         for numbers, target in zip(rows["numbers"], rows["target"]):
@@ -456,3 +532,37 @@ class CountdownAnalysis(TaskAnalysis):
             paths = sum(a.value == target for a in all_attempts(tuple(sorted(int(n) for n in numbers)), True))
             labels.append("easy" if paths >= self.easy_paths else "medium" if paths >= self.medium_paths else "hard")
         return labels
+
+
+# ----------------------------------------------------------------------------------------------
+# The task
+# ----------------------------------------------------------------------------------------------
+
+
+@register_task("countdown")
+def build(cfg: TaskConfig) -> Task:
+    """Generated splits (``task.countdown``), ``task.train_file``/``test_file`` read over them;
+    graded by the ``countdown`` reward; the question in ``task.question_style``."""
+    c = cfg.countdown
+    splits = make_splits(
+        num_train=c.num_train,
+        num_test=c.num_test,
+        num_test_hard=c.num_test_hard,
+        num_numbers=c.num_numbers,
+        hard_num_numbers=c.hard_num_numbers,
+        number_range=(c.number_min, c.number_max),
+        target_range=(c.target_min, c.target_max),
+        seed=c.seed,
+    )
+    splits = files_over(splits, cfg, load_countdown_file)
+    style = cfg.question_style
+    return Task(
+        name="countdown",
+        splits=splits,
+        correctness_reward="countdown",
+        reward_columns=("numbers", "target"),
+        question=lambda row: question_text(row["numbers"], row["target"], style=style),
+        load_file=load_countdown_file,
+        analysis=CountdownAnalysis(),
+        gold_column="solution",
+    )

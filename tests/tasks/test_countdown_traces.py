@@ -7,8 +7,8 @@ from fractions import Fraction
 
 import pytest
 
-from r1lab.data.countdown import generate_problems
-from r1lab.data.traces import all_attempts, make_sft_dataset, make_trace
+from r1lab.tasks.countdown import generate_problems
+from r1lab.tasks.countdown_traces import all_attempts, make_sft_dataset, make_trace
 
 VAL = r"\d+|\(-?\d+(?:/\d+)?\)"
 STEP = re.compile(rf"({VAL})([-+*/])({VAL})=({VAL})")

@@ -8,7 +8,7 @@ is right in some samples and not others (measured: 13% of samples right on singl
 sentence), so group-relative advantages have signal from the first step.
 
 Rows are the math task's normalised layout (``id, question, answer, level``), so the math
-verifier grades them; ``level`` is the operation (``+``, ``-``, ``*``), which evaluation uses as
+verifier grades them and the math task's analysis reads them (``r1lab.tasks.math``); ``level`` is the operation (``+``, ``-``, ``*``), which evaluation uses as
 the difficulty label. Problems are every ``a op b`` with ``1 <= a <= operand_max`` and
 ``1 <= b <= second_max``, shuffled by ``seed``: the first ``num_test`` are the held-out split,
 the rest (up to ``num_train``) the training split, so the two never share a problem.
@@ -16,10 +16,15 @@ the rest (up to ``num_train``) the training split, so the two never share a prob
 from __future__ import annotations
 
 import random
+from typing import TYPE_CHECKING
 
 from datasets import Dataset
 
-from r1lab.data.math_data import FEATURES
+from r1lab.tasks.base import Task, register_task
+from r1lab.tasks.math import FEATURES, math_layout_task
+
+if TYPE_CHECKING:
+    from r1lab.config.schema import TaskConfig
 
 OPERATIONS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b}
 
@@ -52,3 +57,11 @@ def make_splits(num_train: int, num_test: int, operand_max: int = 30, second_max
         return Dataset.from_dict(cols, features=FEATURES)
 
     return {"train": rows("train", train), "test": rows("test", test)}
+
+
+@register_task("arith")
+def build(cfg: TaskConfig) -> Task:
+    """Generated splits (``task.arith``), ``task.train_file``/``test_file`` read over them."""
+    a = cfg.arith
+    splits = make_splits(a.num_train, a.num_test, a.operand_max, a.second_max, a.seed)
+    return math_layout_task("arith", splits, cfg, lambda row: row["question"])

@@ -6,7 +6,7 @@ from fractions import Fraction
 
 import pytest
 
-from r1lab.data.countdown import (
+from r1lab.tasks.countdown import (
     CountdownAnalysis,
     generate_problems,
     is_solution,
@@ -60,7 +60,7 @@ def test_solve_minimal_parentheses_and_determinism():
 
 
 def test_meet_in_the_middle_matches_full_map():
-    from r1lab.data.countdown import _solve_meet_in_middle, _value_map
+    from r1lab.tasks.countdown import _solve_meet_in_middle, _value_map
 
     for nums in [(1, 2, 3, 4), (2, 2, 6, 9), (0, 1, 5, 7), (3, 3, 8, 8)]:
         full = _value_map(nums)

@@ -1,0 +1,119 @@
+"""What every task is: :class:`Task`, :class:`TaskAnalysis` and the registry :data:`TASKS`.
+
+A :class:`Task` carries everything the rest of r1lab needs to know about its domain, so stages,
+rollouts and evaluation never branch on a task's name: its splits and file loader, how a row
+becomes a question, the reward that decides correctness (with it, the answer extraction policy)
+and the dataset columns it reads, the evaluation's analysis of answers (:class:`TaskAnalysis`:
+maj@k answer keys, answer distance, difficulty), the column holding a gold answer text and the
+text that opens an answer. Where an answer is in a response is one policy for every task
+(``r1lab.rewards.spans``).
+
+A task is one module that registers its builder, ``TaskConfig -> Task``, under the name configs
+use (``task.name``)::
+
+    @register_task("countdown")
+    def build(cfg: TaskConfig) -> Task: ...
+
+The builders of r1lab's own tasks are ``r1lab.tasks.countdown``, ``r1lab.tasks.math`` and
+``r1lab.tasks.arith`` (the package imports each of its modules, so a module there registers itself
+by being there); a package outside r1lab registers its tasks from an ``r1lab.plugins`` entry point
+(``r1lab.registry``), which every lookup of :data:`TASKS` loads first.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+import numpy as np
+from datasets import Dataset
+
+from r1lab.registry import Registry
+
+if TYPE_CHECKING:
+    from r1lab.config.schema import TaskConfig
+
+DISTANCE_CAP = 100.0  # answer distances are capped here; an unusable answer counts as the cap
+
+
+class TaskAnalysis:
+    """The task-specific part of the evaluation's analysis (one per task; eval calls these three).
+
+    ``responses`` are full responses as the rewards see them (``full_response``: the template's
+    ``<think>`` included), read with the one answer-span policy (``r1lab.rewards.spans``);
+    ``rows`` hold the dataset columns aligned with them.
+    """
+
+    distance_cap = DISTANCE_CAP
+
+    def answer_keys(self, responses: Sequence[str], rows: dict[str, list]) -> list[str | None]:
+        """One normalised answer per response, the key maj@k votes on (``None``: abstains)."""
+        raise NotImplementedError(f"{type(self).__name__} has no answer keys: give the Task an analysis")
+
+    def distances(self, responses: Sequence[str], rows: dict[str, list]) -> np.ndarray | None:
+        """``[N]`` distance of each answer to the right one (at most ``distance_cap``), or
+        ``None`` when the task has none."""
+        return None
+
+    def difficulty(self, rows: dict[str, list]) -> list[str]:
+        """One difficulty label per problem."""
+        raise NotImplementedError(f"{type(self).__name__} has no difficulty labels: give the Task an analysis")
+
+
+@dataclass
+class Task:
+    name: str
+    splits: dict[str, Dataset]  # train, test (held out), and task-specific extras such as test_hard
+    correctness_reward: str  # registered reward that says whether an answer is right
+    reward_columns: tuple[str, ...]  # dataset columns the rewards read
+    question: Callable[[dict[str, Any]], str]  # row -> question text
+    load_file: Callable[..., Dataset] | None = None  # (path, field=, split=, subset=, columns=) -> rows of this task's layout
+    answer_opener: str = "<answer>"  # the text that opens a final answer (the perplexity bridge appends it)
+    analysis: TaskAnalysis = field(default_factory=TaskAnalysis)  # answer keys, distances, difficulty (eval)
+    gold_column: str = "answer"  # the column holding a gold answer text (the perplexity bridge scores it)
+
+    def split(self, name: str) -> Dataset:
+        if name not in self.splits:
+            raise KeyError(f"task {self.name!r} has no split {name!r}; splits: {', '.join(self.splits)}")
+        return self.splits[name]
+
+    def columns(self, rows: dict[str, list]) -> dict[str, list]:
+        """The reward columns of a batch of rows (a ``Dataset`` slice)."""
+        return {c: rows[c] for c in self.reward_columns}
+
+
+TaskBuilder = Callable[["TaskConfig"], Task]
+
+# task.name -> builder. `in`, `names()` and iteration list r1lab's tasks and the plugins' alike.
+TASKS: Registry[TaskBuilder] = Registry("task")
+
+
+def register_task(name: str) -> Callable[[TaskBuilder], TaskBuilder]:
+    """Decorator: make the builder ``fn(cfg: TaskConfig) -> Task`` the task ``name`` (``task.name``)."""
+    return TASKS.register(name)
+
+
+def build_task(cfg: TaskConfig) -> Task:
+    """The task ``cfg.name`` built from ``cfg``; ``ValueError`` listing the valid names otherwise."""
+    if cfg.name not in TASKS:
+        raise ValueError(f"task.name={cfg.name!r}; valid: {', '.join(TASKS)}")
+    return TASKS[cfg.name](cfg)
+
+
+def source_options(cfg: TaskConfig, which: str) -> dict[str, Any]:
+    """Load options of ``task.<which>_file`` (which: train | test) for ``r1lab.data.files.load_source``."""
+    return {
+        "field": f"task.{which}_file",
+        "split": getattr(cfg, f"{which}_split"),
+        "subset": cfg.subset,
+        "columns": cfg.columns,
+        "option_fields": {"split": f"task.{which}_split", "subset": "task.subset", "columns": "task.columns"},
+    }
+
+
+def files_over(splits: dict[str, Dataset], cfg: TaskConfig, load_file: Callable[..., Dataset]) -> dict[str, Dataset]:
+    """``splits`` with ``task.train_file`` / ``task.test_file``, where set, read in their place."""
+    for which in ("train", "test"):
+        path = getattr(cfg, f"{which}_file")
+        if path:
+            splits[which] = load_file(path, **source_options(cfg, which))
+    return splits
