@@ -21,8 +21,8 @@ CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
 
 
 def run(cfg: DictConfig) -> None:
-    from r1lab.config.validate import validate
     from r1lab.rollout.engine import RolloutEngineError
+    from r1lab.validate import validate
 
     try:
         typed, stages = validate(cfg)

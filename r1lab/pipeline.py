@@ -29,8 +29,8 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
+from r1lab.config.errors import ConfigError
 from r1lab.config.schema import RunConfig
-from r1lab.config.validate import ConfigError, Stage
 from r1lab.tasks import Task, build_task
 from r1lab.engine import dist
 from r1lab.engine.checkpoint import write_json_atomic
@@ -39,7 +39,7 @@ from r1lab.models.load import load_model, load_tokenizer
 from r1lab.models.lora import full_model_path
 from r1lab.rollout.engine import Policy, build_rollout_engine
 from r1lab.stages.context import StageContext
-from r1lab.stages.registry import STAGE_KINDS, STAGES, dataset_kinds, import_stage_modules  # noqa: F401  (STAGES: kind -> run function)
+from r1lab.stages.registry import STAGE_KINDS, STAGES, Stage, dataset_kinds, import_stage_modules  # noqa: F401  (STAGES: kind -> run function)
 from r1lab.stages.rejection import DATASET_DIR
 
 import_stage_modules()  # every stage module registers its kind

@@ -5,39 +5,55 @@ imports count: they run too), ``import r1lab.x`` and ``from r1lab.x import y`` a
 ones resolved. Imports under ``if TYPE_CHECKING:`` are allowed (they never run).
 
 Layer table (lowest first). A *unit* is a package, or a module given its own row; the longest
-row that matches a module wins, so ``r1lab.config.validate`` sits above the rest of
-``r1lab.config``:
+row that matches a module wins (``r1lab`` matches only the root ``__init__``):
 
 =====  ============================================  =============================================
 layer  units                                         why here
 =====  ============================================  =============================================
 0      ``r1lab`` (the root ``__init__``),             Pure maths on tensors and text; they import
-       ``r1lab.algorithms``, ``r1lab.rewards``        nothing else of r1lab. They sit *below*
-                                                     config because ``config.schema`` embeds the
+       ``r1lab.registry``, ``r1lab.algorithms``,      nothing else of r1lab. They sit *below*
+       ``r1lab.rewards``                              config because ``config.schema`` embeds the
                                                      algorithms' own ``*Config`` dataclasses (a
                                                      component owns its config; config collects
                                                      them), so they must not import config back.
+                                                     ``registry`` (the one ``Registry`` type and
+                                                     plugin discovery) imports nothing of r1lab;
+                                                     its peers may import it (every kind of part
+                                                     registers in one).
 1      ``r1lab.config`` (schema, store, errors),      The typed schema, Hydra registration, and
-       ``r1lab.tools``                                the user-facing errors (``config.errors``)
-                                                     that every console script reports through.
-                                                     tools (called mid-rollout) import rewards
-                                                     (the calculator is the Countdown evaluator),
-                                                     so they sit above layer 0; config declares
-                                                     its own ``ToolsConfig``, so neither imports
-                                                     the other.
+       ``r1lab.tools``                                the user-facing errors (``config.errors``,
+                                                     ``ConfigError`` too) that every console
+                                                     script reports through. tools (called
+                                                     mid-rollout) import rewards (the calculator
+                                                     is the Countdown evaluator), so they sit
+                                                     above layer 0; config declares its own
+                                                     ``ToolsConfig``, so neither imports the other.
 2      ``r1lab.data``, ``r1lab.models``,              Components built from the config. engine
        ``r1lab.engine``, ``r1lab.tracking``           (DeepSpeed, torch.distributed, checkpoints)
                                                      is a peer of models, not below config: it
                                                      reads ``EngineConfig`` and its export merges
                                                      LoRA adapters; tracking logs on rank 0 only.
-3      ``r1lab.config.validate``                      Start-up validation checks names against
-                                                     the registries of layers 0-2 (algorithms,
-                                                     rewards, ``models.templates``,
-                                                     ``data.task``), so it sits above them.
+                                                     data is generic file loading: what a task's
+                                                     rows mean lives with the task.
+3      ``r1lab.tasks``                                One module per task: its data, question
+                                                     text, reward choice and answer analysis,
+                                                     built from ``TaskConfig`` with
+                                                     ``data.files``. The verifiers stay in
+                                                     rewards (layer 0): tools and claims use them
+                                                     and config checks reward names there.
+                                                     Stages, eval and validate look tasks up.
 4      ``r1lab.rollout``                              Sampling engines (HF, vLLM) and groups.
-5      ``r1lab.stages``, ``r1lab.eval``               Training stages; evaluation, beside them.
-6      ``r1lab.pipeline``                             Runs the stages and the evaluations.
-7      ``r1lab.cli``                                  The ``r1lab`` console script.
+5      ``r1lab.stages``, ``r1lab.eval``               Training stages (each registers its kind and
+                                                     its schema, ``stages.registry``); evaluation,
+                                                     beside them.
+6      ``r1lab.validate``                             Start-up validation checks every name a
+                                                     config gives against the registry that holds
+                                                     it (stage kinds, rewards, algorithms, tools,
+                                                     tasks, templates, rollout engines), so it
+                                                     sits above all of them; nothing but the
+                                                     pipeline's callers imports it.
+7      ``r1lab.pipeline``                             Runs the stages and the evaluations.
+8      ``r1lab.cli``                                  The ``r1lab`` console script.
 =====  ============================================  =============================================
 
 Rules, each named in a failure:
@@ -68,6 +84,7 @@ SOURCE = REPO / "r1lab"
 
 LAYERS: dict[str, int] = {
     "r1lab": 0,  # the root package's __init__ only: it imports nothing (every import runs it)
+    "r1lab.registry": 0,  # the Registry type and plugin discovery: imports nothing of r1lab
     "r1lab.algorithms": 0,
     "r1lab.rewards": 0,
     "r1lab.config": 1,
@@ -76,17 +93,20 @@ LAYERS: dict[str, int] = {
     "r1lab.models": 2,
     "r1lab.engine": 2,
     "r1lab.tracking": 2,
-    "r1lab.config.validate": 3,
+    "r1lab.tasks": 3,  # one module per task; imports data.files, config (TaskConfig) and the rewards' verifiers
     "r1lab.rollout": 4,
     "r1lab.stages": 5,
     "r1lab.eval": 5,
-    "r1lab.pipeline": 6,
-    "r1lab.cli": 7,
+    "r1lab.validate": 6,
+    "r1lab.pipeline": 7,
+    "r1lab.cli": 8,
 }
 
 # Same-layer imports between different units: (importer module, imported module) fnmatch
 # patterns -> why. Directed: the reverse edge is a violation.
 ALLOWED_PEER_IMPORTS: dict[tuple[str, str], str] = {
+    ("r1lab.*", "r1lab.registry"):
+        "every kind of part (algorithms, rewards, ...) registers in the one Registry type; registry imports nothing of r1lab",
     ("r1lab.engine.engine", "r1lab.models.lora"):
         "Engine.save_pretrained merges LoRA adapters before export (lazy); models never imports engine",
     ("r1lab.tracking.*", "r1lab.engine.dist"):
@@ -263,7 +283,7 @@ def test_every_module_has_a_layer():
 MODULES = {"r1lab", "r1lab.rewards", "r1lab.rewards.math", "r1lab.rewards._spans", "r1lab.stages",
            "r1lab.stages.grpo", "r1lab.eval", "r1lab.eval.cli", "r1lab.eval.evaluate", "r1lab.cli",
            "r1lab.engine", "r1lab.engine.dist", "r1lab.engine.engine", "r1lab.models", "r1lab.models.lora",
-           "r1lab.config", "r1lab.config.schema", "r1lab.config.validate", "r1lab.stages.context"}
+           "r1lab.config", "r1lab.config.schema", "r1lab.validate", "r1lab.stages.context"}
 
 
 def _rules(rel_path: str, source: str) -> list[tuple[int, str, tuple[str, ...], str]]:
@@ -279,10 +299,10 @@ def test_checker_flags_upward_imports_at_module_level_and_lazy():
 
 
 def test_checker_resolves_submodules_and_relative_imports():
-    assert _rules("r1lab/config/schema.py", "from r1lab.config import validate\n") == [
-        (1, "r1lab.config.validate", (), "upward")]
+    assert _rules("r1lab/config/schema.py", "from r1lab import validate\n") == [
+        (1, "r1lab.validate", (), "upward")]
     assert _rules("r1lab/eval/cli.py", "from .. import cli\nfrom . import evaluate\n") == [(1, "r1lab.cli", (), "upward")]
-    assert _rules("r1lab/eval/cli.py", "from ..rewards import math\nfrom ..config.validate import ConfigError\n") == []
+    assert _rules("r1lab/eval/cli.py", "from ..rewards import math\nfrom ..config.errors import ConfigError\n") == []
 
 
 def test_checker_peer_rule_is_directed():

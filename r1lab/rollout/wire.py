@@ -12,11 +12,17 @@ import json
 import socket
 import struct
 
-from r1lab.config.validate import parse_address  # noqa: F401  (re-exported: the protocol's address form)
-
 PROTOCOL_VERSION = 1  # bumped when a message changes; a worker of another version is refused at hello
 _LEN = struct.Struct(">Q")
 MAX_HEADER_BYTES = 1 << 30
+
+
+def parse_address(address: str, field: str = "rollout.servers") -> tuple[str, int]:
+    """``host:port`` -> (host, port), or a ValueError naming ``field`` and the form it takes."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{field}: {address!r} is not host:port (e.g. 127.0.0.1:5601)")
+    return host, int(port)
 
 
 class ConnectionClosed(ConnectionError):

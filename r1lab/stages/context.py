@@ -8,14 +8,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from r1lab.config.errors import ConfigError
 from r1lab.config.schema import RunConfig
-from r1lab.config.validate import ConfigError, Stage
 from r1lab.tasks import Task
 from r1lab.engine import dist
 from r1lab.engine.engine import Engine, OptimSettings
 from r1lab.models.load import load_model, load_tokenizer
 from r1lab.models.lora import apply_lora, full_model_path, is_adapter_dir, load_base_with_adapter
 from r1lab.models.templates import record_template
+from r1lab.stages.registry import Stage
 from r1lab.tracking.tracker import Tracker
 
 

@@ -21,10 +21,14 @@ The pipeline looks a stage's kind up in ``STAGE_KINDS`` and never branches on it
 from __future__ import annotations
 
 from collections.abc import MutableMapping
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Callable, Iterator
+from dataclasses import dataclass, fields, is_dataclass, replace
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from r1lab.config.schema import STAGE_SCHEMAS
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from r1lab.config.errors import ConfigError
+from r1lab.config.schema import STAGE_SCHEMAS, StageConfig
 
 if TYPE_CHECKING:
     from r1lab.stages.context import StageContext
@@ -88,6 +92,40 @@ class RunFunctions(MutableMapping):
 
 
 STAGES = RunFunctions()
+
+
+@dataclass
+class Stage:
+    """One stage of a run's pipeline, as start-up validation typed it."""
+
+    index: int  # position in the pipeline, from 1
+    name: str  # key under `stages`
+    cfg: Any  # the typed stage config (SFTStageConfig, GRPOStageConfig, ...)
+
+    @property
+    def dirname(self) -> str:
+        return f"{self.index:02d}-{self.name}"
+
+
+def typed_stage(name: str, raw: Any) -> StageConfig:
+    """Merge one stage's YAML onto the schema of its kind; unknown keys and bad types fail."""
+    if is_dataclass(raw) and type(raw) in STAGE_SCHEMAS.values():  # already typed (a recipe's stage schema)
+        return raw
+    if not isinstance(raw, (dict, DictConfig)):
+        raise ConfigError(f"stages.{name} must be a mapping with a `kind`, got {raw!r}")
+    kind = raw.get("kind")
+    if kind not in STAGE_SCHEMAS:
+        raise ConfigError(
+            f"stages.{name}.kind={kind!r} is not a stage kind; valid kinds: {', '.join(STAGE_SCHEMAS)}"
+        )
+    schema = OmegaConf.structured(STAGE_SCHEMAS[kind])
+    try:
+        merged = OmegaConf.merge(schema, raw)
+    except OmegaConfBaseException as err:
+        first_line = str(err).splitlines()[0]
+        valid = ", ".join(f.name for f in fields(STAGE_SCHEMAS[kind]))
+        raise ConfigError(f"stages.{name} ({kind}): {first_line}; valid keys: {valid}") from None
+    return OmegaConf.to_object(merged)
 
 
 def import_stage_modules() -> None:

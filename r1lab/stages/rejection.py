@@ -39,7 +39,6 @@ import torch
 from datasets import Dataset, Features, List, Value
 
 from r1lab.config.schema import RejectionStageConfig
-from r1lab.config.validate import typed_stage
 from r1lab.tasks import Task
 from r1lab.engine import dist
 from r1lab.engine.checkpoint import commit_dir, tmp_path, write_json_atomic
@@ -61,7 +60,7 @@ from r1lab.stages.filters import (
     num_to_mix,
     select,
 )
-from r1lab.stages.registry import register_stage
+from r1lab.stages.registry import register_stage, typed_stage
 
 DATASET_DIR = "dataset"  # <stage_dir>/dataset/: what `data: previous` of a later stage reads
 

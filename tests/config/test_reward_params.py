@@ -6,7 +6,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from r1lab.config.schema import ReadabilityConfig, RunConfig
-from r1lab.config.validate import ConfigError, validate
+from r1lab.validate import ConfigError, validate
 
 
 def grpo(**fields):

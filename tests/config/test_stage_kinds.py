@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 
 from r1lab import pipeline
 from r1lab.config.schema import STAGE_SCHEMAS, RunConfig, StageConfig
-from r1lab.config.validate import ConfigError, typed_stage, validate
+from r1lab.validate import ConfigError, typed_stage, validate
 from r1lab.stages.registry import STAGE_KINDS, STAGES, register_stage
 
 ROW = {"num_problems": 1, "greedy_accuracy": 0.5, "sampled_accuracy": 0.25, "samples_per_problem": 2,

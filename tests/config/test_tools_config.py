@@ -2,7 +2,7 @@
 import pytest
 
 from r1lab.config.schema import ToolsConfig
-from r1lab.config.validate import ConfigError, check_stage, check_tools, typed_stage
+from r1lab.validate import ConfigError, check_stage, check_tools, typed_stage
 
 GRPO = {"kind": "grpo", "rewards": {"countdown": 1.0}}
 

@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError
 
 from r1lab.config.schema import CountdownTaskConfig, DPOStageConfig, RejectionStageConfig, SFTStageConfig, TaskConfig
-from r1lab.config.validate import ConfigError, typed_stage
+from r1lab.validate import ConfigError, typed_stage
 from r1lab.data.files import SAMPLES_DIR, load_source, load_table
 from r1lab.tasks import build_task
 

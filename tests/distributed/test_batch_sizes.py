@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
+from r1lab.config.errors import ConfigError
 from r1lab.config.schema import GRPOStageConfig, SFTStageConfig
-from r1lab.config.validate import ConfigError
 from r1lab.stages.context import check_batch_sizes
 
 
@@ -28,9 +28,9 @@ def test_sft_batch_must_split_into_micro_batches():
 def test_checked_before_the_model_is_loaded(monkeypatch, tmp_path):
     """load_policy checks first: a missing model path must not be what fails."""
     from r1lab.config.schema import RunConfig
-    from r1lab.config.validate import Stage
     from r1lab.engine import dist
     from r1lab.stages import context
+    from r1lab.stages.registry import Stage
 
     def no_loading(*a, **k):
         raise AssertionError("loaded a model before checking the batch sizes")

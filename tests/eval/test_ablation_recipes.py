@@ -9,7 +9,7 @@ from hydra.core.global_hydra import GlobalHydra
 
 from r1lab.cli import CONFIG_DIR
 from r1lab.config.store import register_configs
-from r1lab.config.validate import validate
+from r1lab.validate import validate
 
 RECIPES = sorted(Path(CONFIG_DIR, "recipe").glob("ablation_*.yaml"))
 

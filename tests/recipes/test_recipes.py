@@ -13,7 +13,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from r1lab.config.store import register_configs
-from r1lab.config.validate import validate
+from r1lab.validate import validate
 from r1lab.data.files import SAMPLES_DIR
 from tests.helpers import THREADS
 

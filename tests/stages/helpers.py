@@ -8,10 +8,10 @@ import torch
 from omegaconf import OmegaConf
 
 from r1lab.config.schema import RunConfig, TinyModelConfig
-from r1lab.config.validate import Stage, typed_stage
 from r1lab.tasks import build_task
 from r1lab.rollout.engine import ROLLOUT_ENGINES
 from r1lab.stages.context import StageContext
+from r1lab.stages.registry import Stage, typed_stage
 
 MICRO = TinyModelConfig(hidden_size=32, num_layers=2, num_heads=2, num_kv_heads=2, intermediate_size=64, max_position_embeddings=256)
 

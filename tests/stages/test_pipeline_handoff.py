@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 
 from r1lab import pipeline
 from r1lab.config.schema import RunConfig
-from r1lab.config.validate import ConfigError, validate
+from r1lab.validate import ConfigError, validate
 
 
 def config(model: str, stages: dict):

