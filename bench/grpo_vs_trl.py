@@ -39,8 +39,8 @@ time_reward + time_logprobs_advantages + time_train`` from ``metrics.jsonl``; TR
 Loss on identical rollouts. For each loss variant both implement, one batch (prompt ids,
 completion ids of different lengths, advantages, old log-probs from a perturbed copy of the
 weights so that the ratio clips, a reference from another copy when beta > 0) goes to TRL's
-``GRPOTrainer.compute_loss`` and to r1lab's ``token_logprobs`` + ``compute_policy_loss`` +
-``kl_loss_term`` + ``reduce_loss``, each in its own layout (TRL: left-padded prompt, right-padded
+``GRPOTrainer.compute_loss`` and to r1lab's ``token_logprobs`` + ``grpo_objective`` (the
+stage's loss), each in its own layout (TRL: left-padded prompt, right-padded
 completion; r1lab: ``collate_rollout``). Losses and parameter gradients must agree to 1e-4
 (``tests/bench/test_grpo_loss_agreement.py``).
 
@@ -322,9 +322,10 @@ def loss_agreement(
     from trl import GRPOConfig, GRPOTrainer
 
     from r1lab.algorithms.advantages import AdvantageConfig, compute_advantages
-    from r1lab.algorithms.kl import KLConfig, kl_loss_term
-    from r1lab.algorithms.policy_loss import PolicyLossConfig, compute_policy_loss
-    from r1lab.algorithms.reduce import LossNorm, reduce_loss
+    from r1lab.algorithms.grpo_objective import grpo_objective
+    from r1lab.algorithms.kl import KLConfig
+    from r1lab.algorithms.policy_loss import PolicyLossConfig
+    from r1lab.algorithms.reduce import LossNorm
     from r1lab.models.forward import token_logprobs
     from r1lab.stages.grpo_steps import collate_rollout
 
@@ -368,18 +369,18 @@ def loss_agreement(
 
                 model.zero_grad()
                 logp, _ = token_logprobs(model, **batch)
-                per_token, stats = compute_policy_loss(logp, logp.detach() if old is None else old, adv, mask, PolicyLossConfig())
-                if case_beta:
-                    per_token = per_token + kl_loss_term(logp, ref, KLConfig(beta=case_beta))
                 norm = LossNorm(num_sequences=len(prompt_ids), num_tokens=int(mask.sum()), max_completion_length=max_new_tokens)
-                loss_ours = reduce_loss(per_token, mask, norm, ours["reduction"])
+                loss_ours, figures = grpo_objective(  # the GRPO stage's objective, as policy_update calls it
+                    logp, logp.detach() if old is None else old, adv, mask, norm, PolicyLossConfig(), ours["reduction"],
+                    ref_logp=ref if case_beta else None, kl=KLConfig(beta=case_beta),
+                )
                 loss_ours.backward()
                 grads_ours = _grads(model)
                 model.zero_grad()
 
                 loss_trl, loss_ours = float(loss_trl.detach()), float(loss_ours.detach())
                 grad_diff = max(float((grads_trl[k] - grads_ours[k]).abs().max()) for k in grads_trl)
-                clipped = float(((stats["clipped_low"] + stats["clipped_high"]) * mask).sum() / mask.sum())
+                clipped = (figures["clip_low"] + figures["clip_high"]) / figures["tokens"]
                 results.append({
                     "variant": variant, "beta": case_beta, "off_policy": off_policy,
                     "loss_trl": loss_trl, "loss_r1lab": loss_ours, "loss_abs_diff": abs(loss_trl - loss_ours),

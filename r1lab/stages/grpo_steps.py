@@ -26,10 +26,9 @@ import torch
 from datasets import Dataset
 
 from r1lab.algorithms.advantages import group_stats
-from r1lab.algorithms.kl import KL_ESTIMATORS, kl_loss_term, kl_penalty_in_reward
-from r1lab.algorithms.policy_loss import compute_policy_loss
-from r1lab.algorithms.reduce import LossNorm, reduce_loss
-from r1lab.algorithms.rollout_correction import correction_stats, mismatch_sums, off_policy_terms
+from r1lab.algorithms.grpo_objective import grpo_objective
+from r1lab.algorithms.kl import kl_penalty_in_reward
+from r1lab.algorithms.reduce import LossNorm
 from r1lab.tasks import Task
 from r1lab.engine import dist
 from r1lab.engine.seeds import derive_seed
@@ -308,43 +307,40 @@ def policy_update(
     for update in range(cfg.updates_per_batch):
         for j, (mb, b, weight) in enumerate(zip(batch.rows, batch.batches, batch.weights)):
             b = {k: v.to(engine.device) for k, v in b.items()}
-            mask = b["loss_mask"][:, 1:]
             logp, entropy = token_logprobs(
                 engine.module, **b, chunk_size=cfg.logprob_chunk, with_entropy=True, temperature=cfg.temperature,
                 entropy_grad=entropy_coef != 0,
             )
-            trainer_old = batch.old_logps[j] if batch.old_logps else logp.detach()  # the proximal policy
-            sampler = batch.sampler_logps[j].to(engine.device) if batch.sampler_logps[j] is not None else None
             # the rollout came from the engine's (possibly older) policy: clip against the proximal
             # policy and reweight from the behaviour policy to it, or clip against the behaviour policy
-            old, is_weights = off_policy_terms(trainer_old, sampler, mask, cfg.rollout_correction)
-            per_token, stats = compute_policy_loss(logp, old, advantages[mb].to(engine.device), mask, cfg.loss)
-            if is_weights is not None:
-                per_token = per_token * is_weights
-            if batch.ref_logps:
-                per_token = per_token + kl_loss_term(logp, batch.ref_logps[j], cfg.kl)
-            if entropy_coef:
-                per_token = per_token - entropy_coef * entropy_weight[mb].to(engine.device)[:, None] * entropy
-            loss = weight * reduce_loss(per_token, mask, norm, cfg.loss.reduction)
-            engine.backward(loss, last_micro_batch=j == num_mbs - 1)
-            if update == 0 and weight:
-                m = mask.float()
-                sums.loss += float(loss.detach()) / dist.world_size()
-                sums.tokens += float(m.sum())
-                sums.entropy += float((entropy.detach() * m).sum())
-                sums.clip_low += float((stats["clipped_low"].float() * m).sum())
-                sums.clip_high += float((stats["clipped_high"].float() * m).sum())
-                if batch.ref_logps:
-                    with torch.no_grad():
-                        sums.kl += float((KL_ESTIMATORS.get(cfg.kl.estimator)(logp, batch.ref_logps[j]) * m).sum())
-                if sampler is not None:
-                    gap = mismatch_sums(trainer_old, sampler, mask)
-                    sums.ratio_max = max(sums.ratio_max, gap["ratio_max"])
-                    weights = is_weights if is_weights is not None else torch.ones_like(mask, dtype=torch.float32)
-                    for key, value in {**gap, **correction_stats(weights, mask)}.items():
-                        if key in sums.mismatch:
-                            sums.mismatch[key] += value
+            loss, figures = grpo_objective(
+                logp, batch.old_logps[j] if batch.old_logps else logp.detach(), advantages[mb].to(engine.device),
+                b["loss_mask"][:, 1:], norm, cfg.loss, cfg.loss.reduction,
+                sampler_logp=batch.sampler_logps[j].to(engine.device) if batch.sampler_logps[j] is not None else None,
+                correction=cfg.rollout_correction, ref_logp=batch.ref_logps[j] if batch.ref_logps else None, kl=cfg.kl,
+                entropy=entropy, entropy_coef=entropy_coef,
+                entropy_weight=entropy_weight[mb].to(engine.device) if entropy_coef else None,
+                with_figures=update == 0 and bool(weight),
+            )
+            engine.backward(weight * loss, last_micro_batch=j == num_mbs - 1)
+            if figures:  # the first update's real micro-batches (weight 1; padding ones weigh 0)
+                add_update_figures(sums, figures)
     return sums
+
+
+def add_update_figures(sums: UpdateSums, figures: dict[str, float]) -> None:
+    """Add one micro-batch's `grpo_objective` figures to ``sums`` (the loss as a rank's share)."""
+    sums.loss += figures["loss"] / dist.world_size()
+    sums.tokens += figures["tokens"]
+    sums.entropy += figures["entropy"]
+    sums.clip_low += figures["clip_low"]
+    sums.clip_high += figures["clip_high"]
+    if "kl" in figures:
+        sums.kl += figures["kl"]
+    if "mismatch/ratio_max" in figures:
+        sums.ratio_max = max(sums.ratio_max, figures["mismatch/ratio_max"])
+        for key in sums.mismatch:
+            sums.mismatch[key] += figures[f"mismatch/{key}"]
 
 
 # --- 5. metrics ----------------------------------------------------------------------------------
