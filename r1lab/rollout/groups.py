@@ -129,7 +129,7 @@ def generate_groups(engine: RolloutEngine, tokenizer, request: GroupRequest, sam
     run inside the engine's loop, or on the rollout worker for an engine that runs them itself)."""
     if not request.prompts:
         return []
-    if getattr(engine, "runs_tools", False):
+    if engine.runs_tools:
         return engine.generate(request.prompts, sampling, seed, max_batch, tools=tools, contexts=request.contexts)
     engine = with_tools(engine, tokenizer, tools)
     if isinstance(engine, ToolCallingEngine):

@@ -10,15 +10,23 @@ from __future__ import annotations
 import torch
 
 from r1lab.config.schema import RolloutConfig
-from r1lab.rollout.engine import ROLLOUT_ENGINES, Completion, Policy, SamplingParams
+from r1lab.rollout.engine import ROLLOUT_ENGINES, Completion, Policy, RolloutEngine, SamplingParams
 from r1lab.rollout.sampler import ToolHook, generate
 
 
-class HFEngine:
+@ROLLOUT_ENGINES.register("hf")
+class HFEngine(RolloutEngine):
     name = "hf"
+    pushes_weights = False  # it samples from the live module
+    returns_logprobs = True
+    tools_in_decode = True  # generate_with_tools
 
     def __init__(self, policy: Policy, tokenizer) -> None:
         self.policy, self.tokenizer = policy, tokenizer
+
+    @classmethod
+    def build(cls, cfg: RolloutConfig, policy: Policy, tokenizer, seed: int) -> HFEngine:
+        return cls(policy, tokenizer)  # nothing to configure: it decodes on the policy itself
 
     def generate(
         self, prompt_ids: list[list[int]], params: SamplingParams, seed: int | None, max_batch: int = 0
@@ -41,20 +49,3 @@ class HFEngine:
             gen = torch.Generator(device=next(module.parameters()).device).manual_seed(seed)
         with self.policy.gathered():
             return generate(module, self.tokenizer, prompt_ids, params, max_batch or max(1, len(prompt_ids)), gen, tool_hook=hook)
-
-    def sync_weights(self) -> None:
-        pass
-
-    def sleep(self) -> None:
-        pass
-
-    def wake(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-@ROLLOUT_ENGINES.register("hf")
-def build_hf_engine(cfg: RolloutConfig, policy: Policy, tokenizer, seed: int) -> HFEngine:
-    return HFEngine(policy, tokenizer)

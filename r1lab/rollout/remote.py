@@ -38,7 +38,7 @@ import torch
 
 from r1lab.config.schema import RolloutConfig, ToolsConfig
 from r1lab.engine.seeds import derive_seed
-from r1lab.rollout.engine import Completion, Policy, RolloutEngineError, SamplingParams
+from r1lab.rollout.engine import Completion, Policy, RolloutEngine, RolloutEngineError, SamplingParams
 from r1lab.rollout.transfer import DEFAULT_BUCKET_BYTES, GlooGroup, buckets, pack
 from r1lab.rollout.weights import named_weights, no_gather
 from r1lab.rollout.wire import (
@@ -82,6 +82,7 @@ class WorkerConnection:
         self.failure: RolloutWorkerError | None = None
         self.last_heard = time.time()
         self.push_stats: list[PushStats] = []
+        self.push_future: Future | None = None  # the reply to the last push queued (RemoteEngine.push_figures)
         self._outbox: queue.Queue = queue.Queue()
         self._lock = threading.Lock()
         try:
@@ -266,11 +267,13 @@ def _options_json(cfg: RolloutConfig) -> str:
     return json.dumps({k: v for k, v in asdict(cfg).items() if not isinstance(v, (list, dict))})
 
 
-class RemoteEngine:
+class RemoteEngine(RolloutEngine):
     """`RolloutEngine` over rollout workers (module docstring). Rows are split over the workers
     in contiguous shards; with several workers, shard j samples with a seed derived from
     ``(seed, j)``, with one it samples exactly what the colocated engine would."""
 
+    pushes_weights = True  # each worker holds its own copy, pushed by sync_weights
+    returns_logprobs = True  # the workers' engines' log-probs, sent back with the completions
     runs_tools = True  # tool calls run on the worker, inside its decode loop
 
     def __init__(self, cfg: RolloutConfig, policy: Policy, tokenizer, seed: int, rank: int = 0, world: int = 1) -> None:
@@ -380,17 +383,11 @@ class RemoteEngine:
         """The last push as the workers saw it: seconds (slowest worker) and bytes per worker."""
         seconds = []
         for worker in self.workers:
-            future = getattr(worker, "push_future", None)
+            future = worker.push_future
             if future is not None and future.done() and future.exception() is None:
                 seconds.append(float(future.result()["seconds"]))
         return {"weight_sync_s": max(seconds, default=0.0), "weight_sync_bytes": float(self.bytes_last_push),
                 "weight_copy_s": self.seconds_last_push}
-
-    def sleep(self) -> None:
-        pass
-
-    def wake(self) -> None:
-        pass
 
     def close(self) -> None:
         for worker in self.workers:

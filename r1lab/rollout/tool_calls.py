@@ -9,7 +9,7 @@ paths, which give the same completions (tested, greedy):
 * **by turns** (any engine, vLLM's): each turn asks the inner engine to continue every live row
   with ``</tool>`` as an extra stop string; rows that stopped there get their result and go on
   in the next turn, the others are done. vLLM's prefix cache makes the re-read prefix cheap.
-* **in one pass** (engines with ``generate_with_tools``: ``hf``): the decode loop hands a row
+* **in one pass** (engines that declare ``tools_in_decode``: ``hf``): the decode loop hands a row
   that wrote ``</tool>`` to a hook and feeds it the result's tokens as its next inputs while the
   other rows go on sampling, its KV cache kept (5x faster than by turns for the demo's model).
 
@@ -78,16 +78,22 @@ def tool_call_body(turn_text: str, stops: list[str]) -> str | None:
     return head[opener + len(TOOL_OPEN):] if opener >= 0 else ""
 
 
-class ToolCallingEngine:
-    """A rollout engine whose completions may call ``cfg.names`` tools (module docstring)."""
+class ToolCallingEngine(RolloutEngine):
+    """A rollout engine whose completions may call ``cfg.names`` tools (module docstring); what it
+    declares and reports about weights is the inner engine's."""
 
     def __init__(self, inner: RolloutEngine, tokenizer, cfg: ToolsConfig) -> None:
         self.inner, self.tokenizer, self.cfg = inner, tokenizer, cfg
         self.name = inner.name
+        self.pushes_weights, self.returns_logprobs = inner.pushes_weights, inner.returns_logprobs
         self.limits = ToolLimits(timeout_s=cfg.timeout_s, memory_mb=cfg.memory_mb, max_result_chars=cfg.max_result_chars)
 
-    def __getattr__(self, attr):  # engine-specific figures (seconds_last_push) come from the inner engine
-        return getattr(self.inner, attr)
+    @property
+    def seconds_last_push(self) -> float:
+        return self.inner.seconds_last_push
+
+    def push_figures(self) -> dict[str, float]:
+        return self.inner.push_figures()
 
     def generate(
         self, prompt_ids: list[list[int]], params: SamplingParams, seed: int | None, max_batch: int = 0,
@@ -98,7 +104,7 @@ class ToolCallingEngine:
         if contexts is not None and len(contexts) != len(prompt_ids):
             raise ValueError(f"{len(contexts)} contexts for {len(prompt_ids)} prompts")
         rows = [_Row([], [], None, context=None if contexts is None else contexts[i]) for i in range(len(prompt_ids))]
-        if hasattr(self.inner, "generate_with_tools"):
+        if self.inner.tools_in_decode:
             return self._generate_in_one_pass(rows, prompt_ids, params, seed, max_batch)
         return self._generate_by_turns(rows, prompt_ids, params, seed, max_batch)
 

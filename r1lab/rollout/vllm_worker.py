@@ -34,7 +34,7 @@ from dataclasses import dataclass, fields
 import torch
 
 from r1lab.config.schema import RolloutConfig
-from r1lab.rollout.engine import Completion, SamplingParams
+from r1lab.rollout.engine import Completion, RolloutEngine, SamplingParams
 from r1lab.rollout.transfer import BucketInfo, GlooGroup
 
 BACKEND = "r1lab_gloo"  # the name in vLLM's weight-transfer registry
@@ -153,8 +153,9 @@ def _repack_tied(model: torch.nn.Module) -> None:
 # --- r1lab's side: the worker backend ---------------------------------------------------------
 
 
-class _Sampler:
-    """The worker's `RolloutEngine`: the colocated engine's sampling on the worker's ``LLM``."""
+class _Sampler(RolloutEngine):
+    """The worker's `RolloutEngine`: the colocated engine's sampling on the worker's ``LLM`` (its
+    weights are pushed by the worker's own messages, not by `sync_weights`)."""
 
     name = "vllm"
 
@@ -166,18 +167,6 @@ class _Sampler:
 
         return sample(self.llm, self.tokenizer, prompt_ids, params, seed)
 
-    def sync_weights(self) -> None:
-        pass
-
-    def sleep(self) -> None:
-        pass
-
-    def wake(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
 
 class VLLMWorkerBackend:
     """A ``vllm.LLM`` behind a rollout worker (module docstring); the interface of
@@ -186,13 +175,13 @@ class VLLMWorkerBackend:
     name = "vllm"
 
     def __init__(self, model_path: str, dtype: torch.dtype, seed: int, options: dict) -> None:
-        from r1lab.rollout.vllm_engine import llm_kwargs, require_vllm, start_error
+        from r1lab.rollout.vllm_engine import VLLMEngine, llm_kwargs, start_error
 
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # in-process engine core: it sees the registration
         # vLLM logs to stdout by default; a worker's stdout carries its ready line, and a trainer that
         # started it reads no further, so a full pipe would block the worker: log to stderr
         os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
-        require_vllm()
+        VLLMEngine.require()
         from transformers import AutoConfig
         from vllm import LLM
 

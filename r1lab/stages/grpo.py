@@ -123,7 +123,7 @@ def run_grpo(ctx: StageContext) -> None:
                 "time_train": t_train - t_score,
                 "time_step": t_train - t_step,  # the whole step: sampling (or waiting for it), scoring, update
             })
-            if hasattr(rollout_engine, "seconds_last_push"):  # engines that hold a copy of the weights
+            if rollout_engine.pushes_weights:  # engines that hold a copy of the weights
                 metrics["time_weight_push"] = rollout_engine.seconds_last_push
             metrics.update(rounds.step_figures())  # separate placement: version lag, waits, worker idle, weight sync
             tracker.log(step + 1, metrics)

@@ -17,7 +17,7 @@ from r1lab.models.templates import encode_prompt
 from r1lab.models.forward import token_logprobs
 from r1lab.models.load import load_model, load_tokenizer
 from r1lab.models.tiny import save_tiny_model
-from r1lab.rollout.engine import Policy, SamplingParams
+from r1lab.rollout.engine import Policy, RolloutEngine, SamplingParams
 from r1lab.rollout.hf_engine import HFEngine
 from r1lab.rollout.tool_calls import ToolCallingEngine, tool_call_body, tool_metrics
 from r1lab.stages.grpo_steps import build_train_batch, loss_token_counts
@@ -108,9 +108,11 @@ def taught_checker(tmp_path_factory) -> str:
     return str(path)
 
 
-class Recording:
+class Recording(RolloutEngine):
     """The real engine, with each turn's prompts and completions kept for the assertions; it
-    hides the engine's one-pass path, so the rollout goes turn by turn through ``generate``."""
+    declares no one-pass path (``tools_in_decode``), so the rollout goes turn by turn through ``generate``."""
+
+    tools_in_decode = False
 
     def __init__(self, inner) -> None:
         self.inner, self.name, self.turns = inner, inner.name, []
@@ -119,11 +121,6 @@ class Recording:
         out = self.inner.generate(prompt_ids, params, seed, max_batch)
         self.turns.append(([list(p) for p in prompt_ids], out))
         return out
-
-    def __getattr__(self, attr):
-        if attr == "generate_with_tools":
-            raise AttributeError(attr)
-        return getattr(self.inner, attr)
 
 
 def hf_engine(path: str):

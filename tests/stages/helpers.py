@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 
 from r1lab.config.schema import RunConfig, TinyModelConfig
 from r1lab.tasks import build_task
-from r1lab.rollout.engine import ROLLOUT_ENGINES
+from r1lab.rollout.engine import ROLLOUT_ENGINES, RolloutEngine
 from r1lab.stages.context import StageContext
 from r1lab.stages.registry import Stage, typed_stage
 
@@ -45,15 +45,21 @@ def make_ctx(stage_dir: Path, model: str, stages: dict, train_file: str | None =
     return StageContext(run=run, stage=stage, stage_dir=stage_dir, start_model=model, task=build_task(run.task), group="test")
 
 
-class ScriptedEngine:
+@ROLLOUT_ENGINES.register("scripted")
+class ScriptedEngine(RolloutEngine):
     """A rollout engine (registered as ``scripted``) whose i-th completion of a call is
     ``SCRIPT[i % len]``: crafted answers that exercise the verifier and the readability filters."""
 
     name = "scripted"
+    returns_logprobs = False  # crafted texts: no sampler behind them
     script: list[str] | None = None  # None: sampling is an error (a stage that must not sample)
 
     def __init__(self, tokenizer) -> None:
         self.tokenizer = tokenizer
+
+    @classmethod
+    def build(cls, cfg, policy, tokenizer, seed) -> "ScriptedEngine":
+        return cls(tokenizer)
 
     def generate(self, prompt_ids, params, seed, max_batch=0):
         from r1lab.rollout.sampler import Completion
@@ -62,14 +68,6 @@ class ScriptedEngine:
             raise AssertionError("sampled again")
         texts = [ScriptedEngine.script[i % len(ScriptedEngine.script)] for i in range(len(prompt_ids))]
         return [Completion(self.tokenizer(t, add_special_tokens=False).input_ids, t, stopped=t.endswith("</answer>")) for t in texts]
-
-    def sync_weights(self): ...
-    def sleep(self): ...
-    def wake(self): ...
-    def close(self): ...
-
-
-ROLLOUT_ENGINES.register("scripted")(lambda cfg, policy, tokenizer, seed: ScriptedEngine(tokenizer))
 
 
 def script_completions(ctx: StageContext, texts: list[str] | None) -> StageContext:
