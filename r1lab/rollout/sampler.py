@@ -99,132 +99,212 @@ def generate_batch(
     other rows go on sampling; the row then samples again. Without a hook, nothing changes.
     """
     device = next(model.parameters()).device
-    pad = tokenizer.pad_token_id
-    eos = tokenizer.eos_token_id
-    n = len(prompt_ids)
-    # GRPO, evaluation and rejection sampling repeat each prompt k times: the prompt is run
-    # through the model once, and its keys and values are shared by its rows (not k copies).
+    distinct, row_of = distinct_prompts(prompt_ids, share_prompts)
+    prefill = _prefill(model, distinct, torch.tensor(row_of, device=device), tokenizer.pad_token_id, device)
+    rows = _Rows.empty(len(prompt_ids), params.max_new_tokens, tokenizer.pad_token_id, device,
+                       with_logprobs=params.temperature > 0, with_tools=tool_hook is not None)
+    stops = [s.to(device) for s in _stop_sequences(tokenizer, [x for x in params.stop if tool_hook is None or x != tool_hook.stop])]
+    hook_stop = _stop_sequences(tokenizer, [tool_hook.stop])[0].to(device) if tool_hook is not None else None
+    with decoding_with(model, ATTENTION) if prefill.shared is not None else nullcontext():
+        _decode(model, prefill, rows, params, generator, tokenizer.eos_token_id, stops, tool_hook, hook_stop)
+    return rows.completions(tokenizer)
+
+
+def distinct_prompts(prompt_ids: list[list[int]], share_prompts: bool = True) -> tuple[list[list[int]], list[int]]:
+    """The prompts to prefill, in order of first appearance, and for each row the index of its own.
+
+    GRPO, evaluation and rejection sampling repeat each prompt k times: the prompt is run
+    through the model once, and its keys and values are shared by its rows (not k copies).
+    ``share_prompts=False``: every row is its own prompt."""
     index: dict[tuple[int, ...] | int, int] = {}
-    distinct: list[list[int]] = []  # the prompts prefilled, in order of first appearance
-    row_of_list = []  # row b decodes from distinct[row_of[b]]
+    distinct: list[list[int]] = []
+    row_of = []  # row b decodes from distinct[row_of[b]]
     for b, p in enumerate(prompt_ids):
         key = tuple(p) if share_prompts else b
         if key not in index:
             index[key] = len(distinct)
             distinct.append(p)
-        row_of_list.append(index[key])
-    row_of = torch.tensor(row_of_list, device=device)
-    width = max(len(p) for p in distinct)
-    input_ids = torch.full((len(distinct), width), pad, dtype=torch.long)
-    attn = torch.zeros((len(distinct), width), dtype=torch.long)
-    for i, p in enumerate(distinct):
+        row_of.append(index[key])
+    return distinct, row_of
+
+
+def left_padded(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-padded token rows ``[b, T]`` and their attention mask (1 on the prompt's tokens)."""
+    width = max(len(p) for p in prompts)
+    input_ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    attn = torch.zeros((len(prompts), width), dtype=torch.long)
+    for i, p in enumerate(prompts):
         input_ids[i, width - len(p) :] = torch.tensor(p)
         attn[i, width - len(p) :] = 1
+    return input_ids, attn
+
+
+@dataclass
+class _Prefill:
+    """The batch after the prompts' forward pass, one row per completion to sample."""
+
+    logits: torch.Tensor  # [n, V] next-token logits
+    attn: torch.Tensor  # [n, T] attention mask, grown by one column a decode step
+    next_pos: torch.Tensor  # [n, 1] position of the next token
+    cache: object  # the KV cache (generated tokens only when ``shared`` holds the prompts)
+    shared: SharedPrefix | None  # the distinct prompts' keys and values, one copy each
+
+
+def _prefill(model, distinct: list[list[int]], row_of: torch.Tensor, pad_id: int, device) -> _Prefill:
+    """Run the ``distinct`` prompts through ``model`` once and lay the result out per row
+    (``row_of``: ``[n]``, row b samples after ``distinct[row_of[b]]``)."""
+    input_ids, attn = left_padded(distinct, pad_id)
     input_ids, attn = input_ids.to(device), attn.to(device)
     positions = (attn.cumsum(-1) - 1).clamp(min=0)
-    stops = [s.to(device) for s in _stop_sequences(tokenizer, [x for x in params.stop if tool_hook is None or x != tool_hook.stop])]
-    hook_stop = _stop_sequences(tokenizer, [tool_hook.stop])[0].to(device) if tool_hook is not None else None
-    forced: dict[int, list[int]] = {}  # row -> tokens still to feed it (a tool's output)
-    calling = torch.ones(n, dtype=torch.bool, device=device)  # rows that may still call a tool
-    from_tool = torch.zeros((n, params.max_new_tokens), dtype=torch.bool, device=device) if tool_hook is not None else None
-    # generated tokens of every row: [n, max_new_tokens], filled as rows advance
-    out = torch.full((n, params.max_new_tokens), pad, dtype=torch.long, device=device)
-    with_logprobs = params.temperature > 0
-    out_logp = torch.zeros((n, params.max_new_tokens), dtype=torch.float32, device=device) if with_logprobs else None
-    lengths = torch.zeros(n, dtype=torch.long, device=device)
-    stopped = torch.zeros(n, dtype=torch.bool, device=device)
-    live = torch.arange(n, device=device)  # original row index of each row still in the batch
-
     result = model(
         input_ids=input_ids, attention_mask=attn, position_ids=positions, use_cache=True, logits_to_keep=1,
         **{CACHE_KWARG: growing_cache()},
     )
     cache = getattr(result, CACHE_KWARG)
     logits = result.logits[:, -1, :]
-    shared, decode_kwargs = None, {}
-    if len(distinct) < n and supports_shared_prefix(model):
+    shared = None
+    if len(distinct) < len(row_of) and supports_shared_prefix(model):
         # the prompts' keys and values stay one copy per prompt; the cache holds generated tokens
         shared = SharedPrefix.from_prefill(cache, attn, row_of)
-        cache, decode_kwargs = growing_cache(), {"shared_prefix": shared}
-    elif len(distinct) < n:
+        cache = growing_cache()
+    elif len(distinct) < len(row_of):
         cache.batch_select_indices(row_of)
     logits, attn, positions = logits[row_of], attn[row_of], positions[row_of]
-    next_pos = positions[:, -1:] + 1
-    active = torch.ones(n, dtype=torch.bool, device=device)  # batch rows still generating
-    with decoding_with(model, ATTENTION) if shared is not None else nullcontext():
-        for t in range(params.max_new_tokens):
-            if with_logprobs:
-                tokens, logp = _sample_next(logits, params.temperature, params.top_p, generator, with_logprobs=True)
-            else:
-                tokens = _sample_next(logits, params.temperature, params.top_p, generator)
-            rows = live[active]
-            feeding = None
-            if forced:  # rows fed a tool's output take its next token instead of their sample
-                feeding = torch.tensor([int(r) in forced for r in rows.tolist()], dtype=torch.bool, device=device)
-                picked = tokens[active]
-                for j in feeding.nonzero().squeeze(-1).tolist():
-                    row = int(rows[j])
-                    picked[j] = forced[row].pop(0)
-                    if not forced[row]:
-                        del forced[row]
-                tokens = tokens.clone()
-                tokens[active] = picked
-                from_tool[rows[feeding], t] = True
-                if with_logprobs:
-                    logp = logp.clone()
-                    logp[active.nonzero().squeeze(-1)[feeding]] = 0.0
-            out[rows, t] = tokens[active]
-            if with_logprobs:
-                out_logp[rows, t] = logp[active]
-            lengths[rows] = t + 1
-            done = tokens[active] == eos if eos is not None else torch.zeros_like(rows, dtype=torch.bool)
-            for s in stops:
-                k = s.numel()
-                if t + 1 >= k:
-                    done |= (out[rows, t + 1 - k : t + 1] == s).all(-1)
-            if feeding is not None:
-                done &= ~feeding  # a tool's output never ends a row
-            if hook_stop is not None and t + 1 >= hook_stop.numel():
-                k = hook_stop.numel()
-                calls = (out[rows, t + 1 - k : t + 1] == hook_stop).all(-1) & calling[rows] & ~done
-                if feeding is not None:
-                    calls &= ~feeding
-                for row in rows[calls].tolist():
-                    feed, again = tool_hook(row, out[row, : t + 1].tolist())
-                    calling[row] = again
-                    if feed:
-                        forced[row] = list(feed)
-            stopped[rows[done]] = True
-            active[active.clone()] = ~done
-            if t + 1 == params.max_new_tokens or not active.any():
-                break
-            # Drop finished rows from the batch and the cache once they are a quarter of it
-            # (compacting copies the cache, so not at every step).
-            if (~active).sum() * 4 >= active.numel():
-                keep = active.nonzero().squeeze(-1)
-                live, tokens, next_pos, attn = live[keep], tokens[keep], next_pos[keep], attn[keep]
-                cache.batch_select_indices(keep)
-                if shared is not None:
-                    shared.select(keep)
-                active = torch.ones(keep.numel(), dtype=torch.bool, device=device)
-            attn = torch.cat([attn, torch.ones_like(attn[:, :1])], dim=-1)
-            result = model(
-                input_ids=tokens[:, None], attention_mask=attn, position_ids=next_pos, use_cache=True,
-                **{CACHE_KWARG: cache}, **decode_kwargs,
-            )
-            cache = getattr(result, CACHE_KWARG)
-            logits = result.logits[:, -1, :]
-            next_pos = next_pos + 1
+    return _Prefill(logits, attn, positions[:, -1:] + 1, cache, shared)
 
-    out, lengths, stopped = out.cpu(), lengths.cpu(), stopped.cpu()
-    from_tool = from_tool.cpu() if from_tool is not None else None
-    out_logp = out_logp.cpu() if with_logprobs else None
-    ids = [out[i, : lengths[i]].tolist() for i in range(n)]
-    logps = [out_logp[i, : lengths[i]].tolist() for i in range(n)] if with_logprobs else [None] * n
-    tool_masks = [from_tool[i, : lengths[i]].int().tolist() for i in range(n)] if from_tool is not None else [None] * n
-    texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
-    return [Completion(token_ids=ids[i], text=texts[i], stopped=bool(stopped[i]), logprobs=logps[i], tool_mask=tool_masks[i])
-            for i in range(n)]
+
+@dataclass
+class _Rows:
+    """What decoding has written so far, indexed by the batch's original rows (n of them)."""
+
+    out: torch.Tensor  # [n, max_new_tokens] generated tokens, pad beyond each row's length
+    logp: torch.Tensor | None  # [n, max_new_tokens] their log-probs (sampling only, not greedy)
+    from_tool: torch.Tensor | None  # [n, max_new_tokens] bool: fed by the tool hook (with a hook only)
+    lengths: torch.Tensor  # [n] tokens written
+    stopped: torch.Tensor  # [n] bool: ended on a stop string or EOS
+    calling: torch.Tensor  # [n] bool: may still call a tool
+    forced: dict[int, list[int]] = field(default_factory=dict)  # row -> tokens still to feed it (a tool's output)
+
+    @classmethod
+    def empty(cls, n: int, max_new_tokens: int, pad_id: int, device, with_logprobs: bool, with_tools: bool) -> "_Rows":
+        return cls(
+            out=torch.full((n, max_new_tokens), pad_id, dtype=torch.long, device=device),
+            logp=torch.zeros((n, max_new_tokens), dtype=torch.float32, device=device) if with_logprobs else None,
+            from_tool=torch.zeros((n, max_new_tokens), dtype=torch.bool, device=device) if with_tools else None,
+            lengths=torch.zeros(n, dtype=torch.long, device=device),
+            stopped=torch.zeros(n, dtype=torch.bool, device=device),
+            calling=torch.ones(n, dtype=torch.bool, device=device),
+        )
+
+    def completions(self, tokenizer) -> list[Completion]:
+        n = len(self.lengths)
+        out, lengths, stopped = self.out.cpu(), self.lengths.cpu(), self.stopped.cpu()
+        from_tool = self.from_tool.cpu() if self.from_tool is not None else None
+        out_logp = self.logp.cpu() if self.logp is not None else None
+        ids = [out[i, : lengths[i]].tolist() for i in range(n)]
+        logps = [out_logp[i, : lengths[i]].tolist() for i in range(n)] if out_logp is not None else [None] * n
+        tool_masks = [from_tool[i, : lengths[i]].int().tolist() for i in range(n)] if from_tool is not None else [None] * n
+        texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
+        return [Completion(token_ids=ids[i], text=texts[i], stopped=bool(stopped[i]), logprobs=logps[i], tool_mask=tool_masks[i])
+                for i in range(n)]
+
+
+def _decode(model, prefill: _Prefill, rows: _Rows, params: SamplingParams, generator, eos: int | None,
+            stops: list[torch.Tensor], tool_hook: ToolHook | None, hook_stop: torch.Tensor | None) -> None:
+    """Sample up to ``params.max_new_tokens`` tokens a row into ``rows``, one decode step a token."""
+    logits, attn, next_pos, cache = prefill.logits, prefill.attn, prefill.next_pos, prefill.cache
+    decode_kwargs = {"shared_prefix": prefill.shared} if prefill.shared is not None else {}
+    n = len(rows.lengths)
+    live = torch.arange(n, device=logits.device)  # original row index of each row still in the batch
+    active = torch.ones(n, dtype=torch.bool, device=logits.device)  # batch rows still generating
+    with_logprobs = rows.logp is not None
+    for t in range(params.max_new_tokens):
+        if with_logprobs:
+            tokens, logp = _sample_next(logits, params.temperature, params.top_p, generator, with_logprobs=True)
+        else:
+            tokens, logp = _sample_next(logits, params.temperature, params.top_p, generator), None
+        batch_rows = live[active]
+        feeding = None
+        if rows.forced:  # rows fed a tool's output take its next token instead of their sample
+            tokens, logp, feeding = _feed_tool_tokens(rows, tokens, logp, active, batch_rows, t)
+        done = _write_step(rows, batch_rows, tokens[active], logp[active] if with_logprobs else None, t, eos, stops)
+        if feeding is not None:
+            done &= ~feeding  # a tool's output never ends a row
+        if hook_stop is not None and t + 1 >= hook_stop.numel():
+            _call_tools(rows, batch_rows, done, feeding, tool_hook, hook_stop, t)
+        rows.stopped[batch_rows[done]] = True
+        active[active.clone()] = ~done
+        if t + 1 == params.max_new_tokens or not active.any():
+            break
+        # Drop finished rows from the batch and the cache once they are a quarter of it
+        # (compacting copies the cache, so not at every step).
+        if (~active).sum() * 4 >= active.numel():
+            keep = active.nonzero().squeeze(-1)
+            live, tokens, next_pos, attn = live[keep], tokens[keep], next_pos[keep], attn[keep]
+            cache.batch_select_indices(keep)
+            if prefill.shared is not None:
+                prefill.shared.select(keep)
+            active = torch.ones(keep.numel(), dtype=torch.bool, device=active.device)
+        attn = torch.cat([attn, torch.ones_like(attn[:, :1])], dim=-1)
+        result = model(
+            input_ids=tokens[:, None], attention_mask=attn, position_ids=next_pos, use_cache=True,
+            **{CACHE_KWARG: cache}, **decode_kwargs,
+        )
+        cache = getattr(result, CACHE_KWARG)
+        logits = result.logits[:, -1, :]
+        next_pos = next_pos + 1
+
+
+def _feed_tool_tokens(rows: _Rows, tokens: torch.Tensor, logp: torch.Tensor | None, active: torch.Tensor,
+                      batch_rows: torch.Tensor, t: int) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """Step ``t``: rows with a tool's output still to feed (``rows.forced``) take its next token in
+    place of their sample, with log-prob 0. ``tokens``, ``logp``: ``[b]`` over the batch's rows,
+    ``batch_rows``: the original index of each active one. Returns them and which active rows fed."""
+    feeding = torch.tensor([int(r) in rows.forced for r in batch_rows.tolist()], dtype=torch.bool, device=tokens.device)
+    picked = tokens[active]
+    for j in feeding.nonzero().squeeze(-1).tolist():
+        row = int(batch_rows[j])
+        picked[j] = rows.forced[row].pop(0)
+        if not rows.forced[row]:
+            del rows.forced[row]
+    tokens = tokens.clone()
+    tokens[active] = picked
+    rows.from_tool[batch_rows[feeding], t] = True
+    if logp is not None:
+        logp = logp.clone()
+        logp[active.nonzero().squeeze(-1)[feeding]] = 0.0
+    return tokens, logp, feeding
+
+
+def _write_step(rows: _Rows, batch_rows: torch.Tensor, tokens: torch.Tensor, logp: torch.Tensor | None, t: int,
+                eos: int | None, stops: list[torch.Tensor]) -> torch.Tensor:
+    """Write step ``t``'s ``tokens`` (and ``logp``), ``[a]`` for the active rows ``batch_rows``;
+    returns ``[a]`` bool: the rows that ended on EOS or a stop sequence."""
+    rows.out[batch_rows, t] = tokens
+    if logp is not None:
+        rows.logp[batch_rows, t] = logp
+    rows.lengths[batch_rows] = t + 1
+    done = tokens == eos if eos is not None else torch.zeros_like(batch_rows, dtype=torch.bool)
+    for s in stops:
+        k = s.numel()
+        if t + 1 >= k:
+            done |= (rows.out[batch_rows, t + 1 - k : t + 1] == s).all(-1)
+    return done
+
+
+def _call_tools(rows: _Rows, batch_rows: torch.Tensor, done: torch.Tensor, feeding: torch.Tensor | None,
+                tool_hook: ToolHook, hook_stop: torch.Tensor, t: int) -> None:
+    """Hand the rows that have just written the hook's stop sequence to ``tool_hook``; queue the
+    tokens it returns in ``rows.forced``."""
+    k = hook_stop.numel()
+    calls = (rows.out[batch_rows, t + 1 - k : t + 1] == hook_stop).all(-1) & rows.calling[batch_rows] & ~done
+    if feeding is not None:
+        calls &= ~feeding
+    for row in batch_rows[calls].tolist():
+        feed, again = tool_hook(row, rows.out[row, : t + 1].tolist())
+        rows.calling[row] = again
+        if feed:
+            rows.forced[row] = list(feed)
 
 
 def generate(
