@@ -52,6 +52,8 @@ layer  units                                         why here
                                                      tasks, templates, rollout engines), so it
                                                      sits above all of them; nothing but the
                                                      pipeline's callers imports it.
+       ``r1lab.stage_cache``                          The pipeline's stage cache (keys, entries,
+                                                     locks); imports config and engine only.
 7      ``r1lab.pipeline``                             Runs the stages and the evaluations.
 8      ``r1lab.cli``                                  The ``r1lab`` console script.
 =====  ============================================  =============================================
@@ -98,6 +100,7 @@ LAYERS: dict[str, int] = {
     "r1lab.stages": 5,
     "r1lab.eval": 5,
     "r1lab.validate": 6,
+    "r1lab.stage_cache": 6,  # the pipeline's stage cache: keys, entries, locks; imports config and engine only
     "r1lab.pipeline": 7,
     "r1lab.cli": 8,
 }
