@@ -233,9 +233,10 @@ th{background:#f0f0f0}pre{margin:0;white-space:pre-wrap;max-width:600px}img{max-
 
 
 def write_report(run_dir: Path, out_dir: Path | None = None, max_completions: int = 20) -> Path:
-    """Write the plots, ``report.md`` and ``index.html``; return the HTML page's path."""
-    from r1lab.eval.plots import curves_plot, grouped_bars
+    """Write the plots, ``report.md`` and ``index.html``; return the HTML page's path.
 
+    The page is its sections in order, each a function of the stages' files returning its
+    markdown and HTML parts (and writing its plots under ``out``)."""
     run_dir = Path(run_dir)
     stages = load_stages(run_dir)
     out = Path(out_dir) if out_dir else run_dir / "report"
@@ -243,70 +244,118 @@ def write_report(run_dir: Path, out_dir: Path | None = None, max_completions: in
     title = f"r1lab run {run_dir.name}"
     md = [f"# {title}", f"Run directory: `{run_dir}`"]
     body = [f"<h1>{html.escape(title)}</h1><p>Run directory: <code>{html.escape(str(run_dir))}</code></p>"]
+    for section_md, section_html in (
+        eval_section(stages, out), behaviour_section(stages, out), process_section(stages, out), tool_section(stages),
+        training_section(stages, out), completion_section(stages, max_completions),
+    ):
+        md += section_md
+        body += section_html
+    (out / "report.md").write_text("\n\n".join(md) + "\n")
+    page = out / "index.html"
+    page.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+                    f"<style>{STYLE}</style></head><body>{''.join(body)}</body></html>\n")
+    return page
 
+
+Section = tuple[list[str], list[str]]  # a report section's markdown parts and HTML parts
+
+
+def eval_section(stages: list[StageData], out: Path) -> Section:
+    """Held-out evaluation per stage: the table with its CIs, ``eval.png``, and by difficulty."""
+    from r1lab.eval.plots import grouped_bars
+
+    md, body = [], []
     head, rows = eval_rows(stages)
-    if rows:
-        md += ["## Held-out evaluation per stage (95% bootstrap CI)", markdown(head, rows)]
-        body += ["<h2>Held-out evaluation per stage</h2><p>Values with 95% bootstrap intervals over problems.</p>",
-                 html_table(head, rows)]
-        evals = [s for s in stages if s.eval]
-        k = max(int(x) for x in evals[0].eval["pass_at_k"])
-        series = {"greedy": "greedy_accuracy", f"avg@{k}": "sampled_accuracy"}
-        values = {lbl: [s.eval.get(key) for s in evals] for lbl, key in series.items()}
-        errors = {lbl: [(s.eval.get("ci95") or {}).get(key) for s in evals] for lbl, key in series.items()}
-        values[f"pass@{k}"] = [s.eval["pass_at_k"].get(str(k)) for s in evals]
-        errors[f"pass@{k}"] = [(s.eval.get("ci95") or {}).get(f"pass@{k}") for s in evals]
-        if any("maj_at_k" in s.eval for s in evals):
-            values[f"maj@{k}"] = [(s.eval.get("maj_at_k") or {}).get(str(k)) for s in evals]
-            errors[f"maj@{k}"] = [(s.eval.get("ci95") or {}).get(f"maj@{k}") for s in evals]
-        values["format"] = [s.eval.get("format_rate") for s in evals]
-        grouped_bars([s.name for s in evals], values, out / "eval.png", "Held-out accuracy per stage (95% CI)",
-                     "accuracy / rate", errors=errors, ylim=(0, 1.05))
-        body.append('<img src="eval.png" alt="held-out evaluation per stage">')
-        md.append("![eval](eval.png)")
-        diff = [(s.name, lbl, r) for s in evals for lbl, r in (s.eval.get("by_difficulty") or {}).items()]
-        if diff:
-            cols = [c for c in ("greedy_accuracy", "sampled_accuracy", "pass@k", "maj@k", "answer_distance")
-                    if any(c in r for _, _, r in diff)]
-            drows = [[n, lbl, r.get("num_problems"), *[r.get(c) for c in cols]] for n, lbl, r in diff]
-            dhead = ["stage", "difficulty", "problems", *cols]
-            md += ["## By difficulty", markdown(dhead, drows)]
-            body += ["<h2>By difficulty</h2>", html_table(dhead, drows)]
+    if not rows:
+        return md, body
+    md += ["## Held-out evaluation per stage (95% bootstrap CI)", markdown(head, rows)]
+    body += ["<h2>Held-out evaluation per stage</h2><p>Values with 95% bootstrap intervals over problems.</p>",
+             html_table(head, rows)]
+    evals = [s for s in stages if s.eval]
+    k = max(int(x) for x in evals[0].eval["pass_at_k"])
+    series = {"greedy": "greedy_accuracy", f"avg@{k}": "sampled_accuracy"}
+    values = {lbl: [s.eval.get(key) for s in evals] for lbl, key in series.items()}
+    errors = {lbl: [(s.eval.get("ci95") or {}).get(key) for s in evals] for lbl, key in series.items()}
+    values[f"pass@{k}"] = [s.eval["pass_at_k"].get(str(k)) for s in evals]
+    errors[f"pass@{k}"] = [(s.eval.get("ci95") or {}).get(f"pass@{k}") for s in evals]
+    if any("maj_at_k" in s.eval for s in evals):
+        values[f"maj@{k}"] = [(s.eval.get("maj_at_k") or {}).get(str(k)) for s in evals]
+        errors[f"maj@{k}"] = [(s.eval.get("ci95") or {}).get(f"maj@{k}") for s in evals]
+    values["format"] = [s.eval.get("format_rate") for s in evals]
+    grouped_bars([s.name for s in evals], values, out / "eval.png", "Held-out accuracy per stage (95% CI)",
+                 "accuracy / rate", errors=errors, ylim=(0, 1.05))
+    body.append('<img src="eval.png" alt="held-out evaluation per stage">')
+    md.append("![eval](eval.png)")
+    diff = [(s.name, lbl, r) for s in evals for lbl, r in (s.eval.get("by_difficulty") or {}).items()]
+    if diff:
+        cols = [c for c in ("greedy_accuracy", "sampled_accuracy", "pass@k", "maj@k", "answer_distance")
+                if any(c in r for _, _, r in diff)]
+        drows = [[n, lbl, r.get("num_problems"), *[r.get(c) for c in cols]] for n, lbl, r in diff]
+        dhead = ["stage", "difficulty", "problems", *cols]
+        md += ["## By difficulty", markdown(dhead, drows)]
+        body += ["<h2>By difficulty</h2>", html_table(dhead, drows)]
+    return md, body
+
+
+def behaviour_section(stages: list[StageData], out: Path) -> Section:
+    """Reasoning behaviours of sampled completions per stage: table and ``behaviours.png``."""
+    from r1lab.eval.plots import grouped_bars
 
     behaviours = [(s.name, stage_behaviours(s)) for s in stages]
     behaviours = [(n, b) for n, b in behaviours if b]
-    if behaviours:
-        bhead = ["stage", *[f"{b} (per completion / share)" for b in BEHAVIOURS]]
-        brows = [[n, *[f"{b[x]['mean']:.3f} / {b[x]['rate']:.3f}" if x in b else "–" for x in BEHAVIOURS]] for n, b in behaviours]
-        md += ["## Reasoning behaviours of sampled completions (base model first)", markdown(bhead, brows)]
-        body += ["<h2>Reasoning behaviours</h2><p>Mean occurrences per sampled completion / share of completions "
-                 "with at least one (patterns: <code>r1lab/rewards/behaviours.py</code>).</p>", html_table(bhead, brows)]
-        grouped_bars([n for n, _ in behaviours], {x: [b.get(x, {}).get("mean") for _, b in behaviours] for x in BEHAVIOURS},
-                     out / "behaviours.png", "Reasoning behaviours per stage", "occurrences per completion")
-        body.append('<img src="behaviours.png" alt="behaviours per stage">')
-        md.append("![behaviours](behaviours.png)")
+    if not behaviours:
+        return [], []
+    bhead = ["stage", *[f"{b} (per completion / share)" for b in BEHAVIOURS]]
+    brows = [[n, *[f"{b[x]['mean']:.3f} / {b[x]['rate']:.3f}" if x in b else "–" for x in BEHAVIOURS]] for n, b in behaviours]
+    md = ["## Reasoning behaviours of sampled completions (base model first)", markdown(bhead, brows)]
+    body = ["<h2>Reasoning behaviours</h2><p>Mean occurrences per sampled completion / share of completions "
+            "with at least one (patterns: <code>r1lab/rewards/behaviours.py</code>).</p>", html_table(bhead, brows)]
+    grouped_bars([n for n, _ in behaviours], {x: [b.get(x, {}).get("mean") for _, b in behaviours] for x in BEHAVIOURS},
+                 out / "behaviours.png", "Reasoning behaviours per stage", "occurrences per completion")
+    body.append('<img src="behaviours.png" alt="behaviours per stage">')
+    md.append("![behaviours](behaviours.png)")
+    return md, body
+
+
+def process_section(stages: list[StageData], out: Path) -> Section:
+    """Process validity (the reasoning's arithmetic claims) per stage: table and ``process.png``."""
+    from r1lab.eval.plots import grouped_bars
 
     process = [(s.name, p) for s in stages if (p := stage_process(s))]
-    if process:
-        phead = ["stage", *PROCESS_COLUMNS.values()]
-        prows = [[n, *[p.get(c) for c in PROCESS_COLUMNS]] for n, p in process]
-        md += ["## Process validity: arithmetic claims in the reasoning of sampled completions", markdown(phead, prows)]
-        body += ["<h2>Process validity</h2><p>Every <code>EXPR = VALUE</code> the reasoning states, judged exactly "
-                 "(<code>r1lab/rewards/claims.py</code>; text inside tool calls and results excluded). True claim "
-                 "share is 1.0 when there is no claim (see claims per completion); <em>correct with a false claim</em> "
-                 "is the share of correct completions whose reasoning states a falsehood.</p>", html_table(phead, prows)]
-        grouped_bars([n for n, _ in process], {PROCESS_COLUMNS[c]: [p.get(c) for _, p in process] for c in PROCESS_SHARES},
-                     out / "process.png", "Process validity per stage", "share", ylim=(0, 1.05))
-        body.append('<img src="process.png" alt="process validity per stage">')
-        md.append("![process](process.png)")
-    tools = [(s.name, s.eval["tools"]) for s in stages if s.eval and s.eval.get("tools")]
-    if tools:
-        thead = ["stage", *TOOL_COLUMNS.values()]
-        trows = [[n, *[t.get(c) for c in TOOL_COLUMNS]] for n, t in tools]
-        md += ["## Tool use of sampled completions", markdown(thead, trows)]
-        body += ["<h2>Tool use</h2><p>Calls per sampled completion, and the share of completion tokens a tool "
-                 "wrote (<code>r1lab/rollout/tool_calls.py</code>).</p>", html_table(thead, trows)]
+    if not process:
+        return [], []
+    phead = ["stage", *PROCESS_COLUMNS.values()]
+    prows = [[n, *[p.get(c) for c in PROCESS_COLUMNS]] for n, p in process]
+    md = ["## Process validity: arithmetic claims in the reasoning of sampled completions", markdown(phead, prows)]
+    body = ["<h2>Process validity</h2><p>Every <code>EXPR = VALUE</code> the reasoning states, judged exactly "
+            "(<code>r1lab/rewards/claims.py</code>; text inside tool calls and results excluded). True claim "
+            "share is 1.0 when there is no claim (see claims per completion); <em>correct with a false claim</em> "
+            "is the share of correct completions whose reasoning states a falsehood.</p>", html_table(phead, prows)]
+    grouped_bars([n for n, _ in process], {PROCESS_COLUMNS[c]: [p.get(c) for _, p in process] for c in PROCESS_SHARES},
+                 out / "process.png", "Process validity per stage", "share", ylim=(0, 1.05))
+    body.append('<img src="process.png" alt="process validity per stage">')
+    md.append("![process](process.png)")
+    return md, body
 
+
+def tool_section(stages: list[StageData]) -> Section:
+    """Tool use of sampled completions per stage (stages whose evaluation could call tools)."""
+    tools = [(s.name, s.eval["tools"]) for s in stages if s.eval and s.eval.get("tools")]
+    if not tools:
+        return [], []
+    thead = ["stage", *TOOL_COLUMNS.values()]
+    trows = [[n, *[t.get(c) for c in TOOL_COLUMNS]] for n, t in tools]
+    md = ["## Tool use of sampled completions", markdown(thead, trows)]
+    body = ["<h2>Tool use</h2><p>Calls per sampled completion, and the share of completion tokens a tool "
+            "wrote (<code>r1lab/rollout/tool_calls.py</code>).</p>", html_table(thead, trows)]
+    return md, body
+
+
+def training_section(stages: list[StageData], out: Path) -> Section:
+    """Training curves of each stage that logged metrics, ``training-<stage>.png`` each."""
+    from r1lab.eval.plots import curves_plot
+
+    md, body = [], []
     for s in stages:
         curves = metric_series(s.metrics)
         if curves:
@@ -314,17 +363,19 @@ def write_report(run_dir: Path, out_dir: Path | None = None, max_completions: in
             curves_plot(curves, out / png, f"Training curves: stage {s.name}")
             body += [f"<h2>Training: {html.escape(s.name)}</h2>", f'<img src="{png}" alt="training curves {html.escape(s.name)}">']
             md += [f"## Training: {s.name}", f"![{s.name}]({png})"]
+    return md, body
+
+
+def completion_section(stages: list[StageData], max_completions: int) -> Section:
+    """The first ``max_completions`` evaluation completions of each stage (HTML only)."""
+    body = []
     for s in stages:
         chead, crows = completions(s, max_completions)
         if crows:
             body += [f"<h2>Completions: {html.escape(s.name)}</h2><p>From <code>{html.escape(str(s.samples))}</code>; "
                      "correct and format are the rewards of the verifier and the strict format check.</p>",
                      html_table(chead, crows, raw_cols=(3,))]
-    (out / "report.md").write_text("\n\n".join(md) + "\n")
-    page = out / "index.html"
-    page.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-                    f"<style>{STYLE}</style></head><body>{''.join(body)}</body></html>\n")
-    return page
+    return [], body
 
 
 def parse_cli(schema: type, argv: list[str], usage: str):
