@@ -110,22 +110,30 @@ def token_logprobs_and_entropy(
         if with_entropy:
             entropy_chunks.append(ent)
 
-    def scatter(chunks: list[Tensor]) -> Tensor:  # -> [B, L] float32
-        flat = torch.cat(chunks) if chunks else hidden.new_zeros(0, dtype=torch.float32)
-        if not chunks and needs_grad:
-            # nothing selected (a micro-batch whose every row is masked, e.g. all cut under
-            # overlong=mask): zeros still tied to the graph, so the loss has a grad_fn and
-            # backward (and ZeRO's gradient collectives) run with zero gradients
-            tie = hidden.sum() * 0.0 + lm_head_weight.sum() * 0.0
-            flat = flat + tie.float()
-        if mask is None:
-            return flat.reshape(b, l)
-        out = torch.zeros(b * l, dtype=torch.float32, device=hidden.device)
-        return out.index_put((positions,), flat).reshape(b, l)
-
-    logp = scatter(logp_chunks)
-    entropy = scatter(entropy_chunks) if with_entropy else None
+    tie = (hidden, lm_head_weight) if needs_grad else None
+    selected = positions if mask is not None else None
+    logp = _scatter(logp_chunks, (b, l), selected, hidden.device, tie)
+    entropy = _scatter(entropy_chunks, (b, l), selected, hidden.device, tie) if with_entropy else None
     return logp, entropy
+
+
+def _scatter(chunks: list[Tensor], shape: tuple[int, int], positions: Optional[Tensor], device,
+             tie: Optional[tuple[Tensor, Tensor]] = None) -> Tensor:  # -> [B, L] float32
+    """The chunks' values at their flat ``positions`` of a ``[B, L]`` float32 tensor, 0 elsewhere
+    (``positions`` None: the chunks are every position). ``tie``: (hidden, lm_head_weight) when a
+    gradient is wanted, so that zeros from an empty selection still hang on the graph."""
+    b, l = shape
+    flat = torch.cat(chunks) if chunks else torch.zeros(0, dtype=torch.float32, device=device)
+    if not chunks and tie is not None:
+        # nothing selected (a micro-batch whose every row is masked, e.g. all cut under
+        # overlong=mask): zeros still tied to the graph, so the loss has a grad_fn and
+        # backward (and ZeRO's gradient collectives) run with zero gradients
+        hidden, lm_head_weight = tie
+        flat = flat + (hidden.sum() * 0.0 + lm_head_weight.sum() * 0.0).float()
+    if positions is None:
+        return flat.reshape(b, l)
+    out = torch.zeros(b * l, dtype=torch.float32, device=device)
+    return out.index_put((positions,), flat).reshape(b, l)
 
 
 def selective_log_softmax(logits: Tensor, ids: Tensor, temperature: float = 1.0) -> Tensor:
