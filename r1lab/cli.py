@@ -12,6 +12,7 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from r1lab.config.errors import USER_ERRORS, fail
@@ -36,6 +37,8 @@ def run(cfg: DictConfig) -> None:
                 f"run_dir={run_dir} already holds a run; continue it with resume={run_dir}, "
                 f"or pick a new run_dir (or leave it unset for outputs/<recipe>/<timestamp>)"
             )
+        if typed.cache.enabled and typed.cache.dir is None and HydraConfig.get().mode == RunMode.MULTIRUN:
+            typed.cache.dir = str(Path(HydraConfig.get().sweep.dir) / ".stage_cache")  # the sweep's arms share it
         from r1lab.pipeline import run_pipeline
 
         run_pipeline(typed, stages, run_dir, OmegaConf.to_yaml(cfg, resolve=True))

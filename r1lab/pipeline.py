@@ -18,6 +18,10 @@ Run directory layout::
 
 Resuming (``resume=<run_dir>``) skips stages with ``done.json`` and continues the unfinished one
 from its newest resumable checkpoint (``stages/NN-<name>/resume/step-*``).
+
+With a stage cache (``cache.dir``, on by default in a sweep; ``r1lab.stage_cache``), a stage whose
+key (config, inputs, code) was built before is not run: its files are linked in from the cache
+and ``done.json`` records ``cache: {key, hit, entry}``; a built one is published to the cache.
 """
 from __future__ import annotations
 
@@ -29,6 +33,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
+from r1lab import stage_cache
 from r1lab.config.errors import ConfigError
 from r1lab.config.schema import RunConfig
 from r1lab.tasks import Task, build_task
@@ -119,6 +124,12 @@ def run_pipeline(run: RunConfig, stages: list[Stage], run_dir: Path, resolved_ya
     base_model = model_path = starting_model(run, run_dir)
     dataset_path = None  # the newest <stage_dir>/dataset/ so far
     results: dict[str, dict] = {}
+    cache = stage_cache.StageCache.from_config(run.cache, log)
+    if cache is not None:  # keys from config and input files only, so all are known before anything runs
+        log(f"stage cache: {cache.dir}")
+        keys = stage_cache.stage_keys(run, stages, {k: STAGE_KINDS[k].run for k in STAGE_KINDS}, dist.world_size())
+    else:
+        keys = {}
     if run.eval.initial:
         log(f"evaluating the starting model {model_path}")
         results["start"] = evaluate_into(model_path, run, task, run_dir / "stages" / "00-start" / "eval.json", run.seed)
@@ -135,19 +146,23 @@ def run_pipeline(run: RunConfig, stages: list[Stage], run_dir: Path, resolved_ya
                 stage_dir.mkdir(parents=True, exist_ok=True)
                 (stage_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(stage.cfg)))
             began = time.time()
-            ctx = StageContext(run=run, stage=stage, stage_dir=stage_dir, start_model=start, task=task, group=run_dir.name)
-            STAGE_KINDS[stage.cfg.kind].run(ctx)
-            trained = time.time() - began
-            if (stage_dir / "checkpoint").exists():
-                evaluate_into(str(stage_dir / "checkpoint"), run, task, stage_dir / "eval.json", run.seed)
-            elif results and dist.is_main():  # the model did not change: repeat the last figures
-                last = next(reversed(results))
-                write_json_atomic(stage_dir / "eval.json", {**results[last], "reused_from": last})
-            elif not results:
-                evaluate_into(model_path, run, task, stage_dir / "eval.json", run.seed)
-            dist.barrier()
+            with stage_cache.claim(cache, stage, keys.get(stage.dirname), stage_dir, run) as cached:
+                if not cached.hit:  # a hit has put the entry's files (and, if still valid, its eval.json) in stage_dir
+                    ctx = StageContext(run=run, stage=stage, stage_dir=stage_dir, start_model=start, task=task, group=run_dir.name)
+                    STAGE_KINDS[stage.cfg.kind].run(ctx)
+                trained = time.time() - began
+                if (stage_dir / "checkpoint").exists():
+                    evaluate_into(str(stage_dir / "checkpoint"), run, task, stage_dir / "eval.json", run.seed)
+                elif results and dist.is_main():  # the model did not change: repeat the last figures
+                    last = next(reversed(results))
+                    write_json_atomic(stage_dir / "eval.json", {**results[last], "reused_from": last})
+                elif not results:
+                    evaluate_into(model_path, run, task, stage_dir / "eval.json", run.seed)
+                dist.barrier()
+                cached.publish()
             if dist.is_main():
-                write_json_atomic(done, {"train_seconds": round(trained, 1), "start_model": start})
+                cache_record = {"cache": cached.record} if cached.record else {}
+                write_json_atomic(done, {"train_seconds": round(trained, 1), "start_model": start, **cache_record})
         results[stage.dirname] = json.loads((stage_dir / "eval.json").read_text())
         if (stage_dir / "checkpoint").exists():
             model_path = str(stage_dir / "checkpoint")

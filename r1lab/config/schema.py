@@ -209,6 +209,17 @@ class RolloutConfig:
     restart_workers: bool = False  # separate, embedded: start a worker that died again (current weights, its requests resent) instead of stopping
 
 
+@dataclass
+class CacheConfig:
+    """The stage cache (``r1lab.stage_cache``): a stage whose config, inputs and code match one
+    built before is reused (its files hard-linked into the run) instead of built again, so a
+    sweep's arms that share a cold start train it once. Logged as ``cache hit`` / ``cache miss``."""
+
+    enabled: bool = True  # false: every stage is built
+    # where the entries live; null = <sweep dir>/.stage_cache in a multirun (`r1lab -m`: the arms of
+    # one sweep share it) and no cache in a single run (name a folder, e.g. outputs/.stage_cache, to have one)
+    dir: Optional[str] = None
+
 STAGE_SCHEMAS: dict[str, type] = {}  # stage kind -> its schema: every StageConfig subclass that sets `kind`, in definition order
 
 
@@ -442,4 +453,5 @@ class RunConfig:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
     stages: dict[str, Any] = field(default_factory=dict)  # stage name -> stage config, in order
