@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from r1lab.config.errors import USER_ERRORS, fail
 from r1lab.config.store import register_configs
+from r1lab.stages.registry import stage_schemas
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
 
@@ -49,7 +50,7 @@ def run(cfg: DictConfig) -> None:
 def main() -> None:
     os.environ.setdefault("WANDB_MODE", "offline")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    register_configs()
+    register_configs(stage_schemas())  # imports the stage modules: each declares its kind's schema
     if not OmegaConf.has_resolver("first"):
         OmegaConf.register_new_resolver("first", lambda *values: next((v for v in values if v), None))
     hydra.main(config_path=CONFIG_DIR, config_name="config", version_base=None)(run)()

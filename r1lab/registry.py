@@ -13,12 +13,16 @@ group ``r1lab.plugins`` and each one registers its parts on import::
     my_reward = "my_package.my_reward"
 
 Every registry loads the plugins (once per process) before its first lookup, so start-up
-validation, the pipeline and the evaluation see a plugin's parts like r1lab's own. This module
-imports nothing of r1lab: every layer may use it.
+validation, the pipeline and the evaluation see a plugin's parts like r1lab's own. A registry
+made with ``package=`` also imports every public module of that package before its first lookup
+(the stage kinds: ``r1lab.stages``, whose modules are too heavy for the package's ``__init__``
+to import them all). This module imports nothing of r1lab: every layer may use it.
 """
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
+import pkgutil
 from typing import Any, Generic, Iterator, TypeVar
 
 T = TypeVar("T")
@@ -63,16 +67,39 @@ def reload_plugins() -> list[str]:
     return load_plugins()
 
 
+def import_package(package: str) -> list[str]:
+    """Import every public module (no leading ``_``) of ``package``, sorted; their names."""
+    root = importlib.import_module(package)
+    names = sorted(m.name for m in pkgutil.iter_modules(root.__path__) if not m.name.startswith("_"))
+    for name in names:
+        importlib.import_module(f"{package}.{name}")
+    return names
+
+
 class Registry(Generic[T]):
     """Maps names to parts of one kind (e.g. ``"advantage estimator"``), each with optional metadata.
 
     Every member of one registry has the same signature, so the caller looks a part up by the
-    name in its config and calls it, never branching on the name itself."""
+    name in its config and calls it, never branching on the name itself. ``package``: a package
+    whose public modules register the members; they are imported before the first lookup."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, package: str | None = None) -> None:
         self.kind = kind
+        self.package = package
+        self._package_loaded = package is None
         self._members: dict[str, T] = {}
         self._meta: dict[str, dict[str, Any]] = {}
+
+    def _load(self) -> None:
+        """The plugins, then (once) the modules of ``package``: what every lookup sees."""
+        load_plugins()
+        if not self._package_loaded:
+            self._package_loaded = True  # first: a module that looks this registry up while it loads must not recurse
+            try:
+                import_package(self.package)
+            except BaseException:
+                self._package_loaded = False  # the next lookup tries again (and fails the same way)
+                raise
 
     def register(self, name: str, obj: T | None = None, **meta: Any) -> Any:
         """Make ``obj`` available under ``name`` (returns it), or, without ``obj``, a decorator
@@ -99,7 +126,7 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> T:
         """The member registered as ``name``; ``KeyError`` listing the valid names otherwise."""
-        load_plugins()
+        self._load()
         try:
             return self._members[name]
         except KeyError:
@@ -112,26 +139,26 @@ class Registry(Generic[T]):
 
     def names(self) -> list[str]:
         """Registered names, sorted."""
-        load_plugins()
+        self._load()
         return sorted(self._members)
 
     def items(self) -> list[tuple[str, T]]:
         """(name, member) pairs in registration order."""
-        load_plugins()
+        self._load()
         return list(self._members.items())
 
     def __getitem__(self, name: str) -> T:
         return self.get(name)
 
     def __contains__(self, name: object) -> bool:
-        load_plugins()
+        self._load()
         return name in self._members
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
 
     def __len__(self) -> int:
-        load_plugins()
+        self._load()
         return len(self._members)
 
     def __repr__(self) -> str:

@@ -61,20 +61,12 @@ def check_tools(cfg, at: str) -> None:
         )
 
 
-def _rollout_engines():
-    """``ROLLOUT_ENGINES`` with r1lab's own engines registered (importing them imports no vLLM)."""
-    import r1lab.rollout.hf_engine  # noqa: F401  (registers "hf")
-    import r1lab.rollout.vllm_engine  # noqa: F401  (registers "vllm")
-
-    return ROLLOUT_ENGINES
-
-
 def check_rollout(cfg) -> None:
-    """The rollout engine can be built: a registered backend whose required modules import."""
-    engines = _rollout_engines()
-    if cfg.backend not in engines:
-        raise ConfigError(f"rollout.backend={cfg.backend!r}; valid: {', '.join(engines.names())}")
-    engine = engines.get(cfg.backend)
+    """The rollout engine can be built: a registered backend whose required modules are installed
+    (looked up, not imported: vLLM is imported only when its engine is built)."""
+    if cfg.backend not in ROLLOUT_ENGINES:
+        raise ConfigError(f"rollout.backend={cfg.backend!r}; valid: {', '.join(ROLLOUT_ENGINES.names())}")
+    engine = ROLLOUT_ENGINES.get(cfg.backend)
     for module in getattr(engine, "requires", ()):
         if importlib.util.find_spec(module) is None:
             hint = getattr(engine, "install_hint", "") or f"install {module} or pick another rollout.backend"

@@ -51,7 +51,8 @@ def countdown(completions, **_):
 def well_formed(completions, **_):
     return torch.ones(len(completions))
 
-REWARDS["countdown"], REWARDS["format"] = countdown, well_formed
+REWARDS.replace("countdown", countdown)
+REWARDS.replace("format", well_formed)
 '''
 
 

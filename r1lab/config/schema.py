@@ -3,10 +3,12 @@
 YAML files in ``configs/`` and ``recipes/`` hold values; these dataclasses hold the schema.
 Hydra merges YAML onto the root schema, so a typo'd key or a wrong type in ``model``, ``task``,
 ``engine``, ``tracking`` or ``eval`` fails at start-up. Stages are a mapping of stage name to
-stage config whose schema depends on its ``kind``; ``r1lab.config.validate`` checks each one
-against ``STAGE_SCHEMAS`` before anything runs. A stage kind's schema is a ``StageConfig``
-subclass that sets ``kind`` (it lands in ``STAGE_SCHEMAS`` by being defined); its run function is
-registered in ``r1lab.stages.registry``.
+stage config whose schema depends on its ``kind``; ``r1lab.validate`` checks each one against the
+schema its kind registered (``r1lab.stages.registry.STAGE_KINDS``) before anything runs. A stage
+kind's schema is a ``StageConfig`` subclass that sets ``kind``, declared next to the kind's loop
+(``r1lab.stages.sft.SFTStageConfig``, ...); the sub-configs several kinds share
+(``SampledPromptsConfig``, ``ReadabilityConfig``, ``ToolsConfig``) and the rest of the run's
+schema are here.
 
 Batch sizes have one meaning each: ``prompts_per_step`` / ``batch_size`` are global (all ranks),
 ``micro_batch_per_device`` is per process; accumulation steps are derived, never configured.
@@ -17,12 +19,6 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from omegaconf import MISSING
-
-from r1lab.algorithms.advantages import AdvantageConfig
-from r1lab.algorithms.dpo_loss import DPOLossConfig
-from r1lab.algorithms.kl import KLConfig
-from r1lab.algorithms.policy_loss import PolicyLossConfig
-from r1lab.algorithms.rollout_correction import RolloutCorrectionConfig
 
 
 @dataclass
@@ -220,16 +216,15 @@ class CacheConfig:
     # one sweep share it) and no cache in a single run (name a folder, e.g. outputs/.stage_cache, to have one)
     dir: Optional[str] = None
 
-STAGE_SCHEMAS: dict[str, type] = {}  # stage kind -> its schema: every StageConfig subclass that sets `kind`, in definition order
-
 
 @dataclass
 class StageConfig:
     """Fields every stage has.
 
-    A subclass that sets ``kind`` (``kind: str = "sft"``) is the schema of that stage kind: defining
-    it adds it to ``STAGE_SCHEMAS``. One that does not (``SampledPromptsConfig``) only shares fields.
-    A kind's own checks go in ``check``."""
+    A subclass that sets ``kind`` (``kind: str = "sft"``) is the schema of that stage kind, declared
+    in the kind's own module and registered with its run function (``r1lab.stages.registry.
+    register_stage``). One that does not (``SampledPromptsConfig``) only shares fields. A kind's
+    own checks go in ``check``."""
 
     kind: str = MISSING  # sft | grpo | rejection | dpo
     model: Optional[str] = None  # start from this model (path, hub id, or "base": the run's starting model) instead of the previous stage's
@@ -244,134 +239,9 @@ class StageConfig:
     save_every: int = 0  # optimizer steps between resumable checkpoints; 0 = only at the end
     keep_checkpoints: int = 2  # resumable checkpoints kept (the newest)
 
-    def __init_subclass__(cls, **kwargs) -> None:
-        super().__init_subclass__(**kwargs)
-        kind = cls.__dict__.get("kind", MISSING)  # set in this class's own body
-        kind = getattr(kind, "default", kind)  # `kind: str = field(default=...)`
-        if kind == MISSING:
-            return
-        if kind in STAGE_SCHEMAS:
-            raise ValueError(f"stage kind {kind!r} has two schemas: {STAGE_SCHEMAS[kind].__name__} and {cls.__name__}")
-        STAGE_SCHEMAS[kind] = cls
-
     def check(self, name: str) -> None:
-        """The kind's own start-up checks of the typed config of stage ``name`` (``r1lab.config.validate``
+        """The kind's own start-up checks of the typed config of stage ``name`` (``r1lab.validate``
         runs the ones every stage shares); a ``ValueError`` names the field and the fix."""
-
-
-@dataclass
-class SFTStageConfig(StageConfig):
-    kind: str = "sft"
-    data: str = "traces"  # traces (solver-written cold-start traces) | previous (the newest earlier stage's dataset) | jsonl/json/parquet file, save_to_disk folder, dataset folder or hub id (prompt/response and/or messages)
-    data_split: str = "train"  # split of `data` read from a dataset folder, hub id or saved DatasetDict
-    data_subset: Optional[str] = None  # dataset config name of `data`; null = the only one
-    data_columns: dict[str, str] = field(default_factory=dict)  # SFT column (prompt | response | messages) -> dataset column, renamed on load
-    num_examples: int = 0  # 0 = all; else the first N examples
-    steps: int = 0  # optimizer steps; 0 = derived from `epochs`
-    epochs: float = 1.0
-    batch_size: int = 64  # global sequences per optimizer step
-    max_length: int = 512  # tokens per sequence (prompt + response); longer ones are truncated
-    packing: bool = False  # concatenate examples into max_length rows instead of padding
-    trace_behaviours: bool = True  # traces: show search, dead ends and verification
-    trace_wrong_answer_rate: float = 0.0  # traces: fraction with a wrong final answer (priming ablation)
-    trace_tools: bool = False  # traces: each attempt is a tool call (<tool>EXPR=T</tool><result>false: 32</result> no|yes); results are masked from the loss
-    trace_tool: str = "calculator"  # the tool the traces call: calculator (EXPR=TARGET) | countdown (EXPR, checked against the problem)
-
-
-@dataclass
-class GRPOLossConfig(PolicyLossConfig):
-    """The policy loss (``name``: clipped | gspo | vanilla_pg, with its clip range) and how the
-    per-token losses of a step are reduced to one number."""
-
-    reduction: str = "seq_mean_token_mean"  # seq_mean_token_mean (GRPO) | token_mean (DAPO) | seq_mean_token_sum_norm (Dr. GRPO)
-
-
-@dataclass
-class GRPOStageConfig(StageConfig):
-    kind: str = "grpo"
-    steps: int = 100  # optimizer steps (one rollout batch each, times updates_per_batch)
-    prompts_per_step: int = 32  # global prompts per rollout batch
-    samples_per_prompt: int = 8  # group size G
-    updates_per_batch: int = 1  # mu: optimizer steps per rollout batch
-    max_new_tokens: int = 256  # longest completion, in tokens
-    temperature: float = 1.0
-    top_p: float = 1.0
-    rewards: dict[str, float] = field(default_factory=dict)  # reward name -> weight, required; a default would merge into (not be replaced by) the YAML mapping
-    advantage: AdvantageConfig = field(default_factory=AdvantageConfig)
-    loss: GRPOLossConfig = field(default_factory=GRPOLossConfig)
-    kl: KLConfig = field(default_factory=KLConfig)
-    # The rollout engine's log-probs differ from the trainer's (vLLM: other kernels, bf16): importance
-    # sampling towards the trainer's policy, truncated (mode=truncate, cap) or by masking (mode=mask)
-    rollout_correction: RolloutCorrectionConfig = field(default_factory=RolloutCorrectionConfig)
-    format_gate: bool = False  # every reward counts only in a response with R1's strict tag format
-    overlong: str = "none"  # completions cut at max_new_tokens: none (train on them) | mask (no loss)
-    dynamic_sampling: bool = False  # DAPO: drop groups whose rewards are all equal, sample more to fill the batch
-    max_sampling_rounds: int = 4  # dynamic sampling: sampling rounds per step at most (then train on what was kept)
-    entropy_coef: float = 0.0  # loss -= coef * entropy: > 0 an entropy bonus (exploration), < 0 entropy minimisation (sharpening); 0 = logged only
-    entropy_from_step: int = 0  # the entropy term applies from this GRPO step on (0 = from the start)
-    # The entropy term needs a forward/backward pass over sequences the policy loss would skip
-    # (zero advantage). It runs on this fraction of them, drawn at random each step and weighted
-    # 1/fraction: the same term in expectation, at a fraction of the cost (1.0 = all of them).
-    entropy_sample_fraction: float = 1.0
-    logprob_chunk: int = 1024  # positions per chunk when computing log-probs (bounds logits memory)
-    tools: ToolsConfig = field(default_factory=ToolsConfig)  # tools the rollouts may call (multi-turn); default none
-    # reward name -> its parameters, for the rewards that take some (each one's params dataclass in
-    # r1lab.rewards: RewardModelParams, RoutedParams), e.g. {reward_model: {path: my/rm, batch_size: 16}}
-    reward_params: dict[str, Any] = field(default_factory=dict)
-    # moved into reward_params (see MOVED_GRPO_FIELDS): kept only so an old config gets the new spelling
-    reward_model_path: Optional[str] = None
-    reward_model_batch_size: Optional[int] = None
-    reward_model_normalize: Optional[str] = None
-    reward_routing: Optional[dict[str, float]] = None
-
-    def check(self, name: str) -> None:
-        if self.samples_per_prompt < 2:
-            raise ValueError(
-                f"stages.{name}.samples_per_prompt={self.samples_per_prompt}: GRPO needs groups of at least 2"
-            )
-        if self.prompts_per_step < 1 or self.steps < 0 or self.updates_per_batch < 1:
-            raise ValueError(f"stages.{name}: prompts_per_step, updates_per_batch must be >= 1, steps >= 0")
-        if not 0.0 < self.entropy_sample_fraction <= 1.0:
-            raise ValueError(
-                f"stages.{name}.entropy_sample_fraction={self.entropy_sample_fraction}: must be in (0, 1]; 1.0 runs the entropy term on every sequence"
-            )
-        for old, new in MOVED_GRPO_FIELDS.items():
-            if getattr(self, old) is not None:
-                raise ValueError(
-                    f"stages.{name}.{old} moved: set stages.{name}.{new} instead (the `routed` reward has "
-                    f"its own: reward_params.routed.path, .batch_size, .normalize, .routing)"
-                )
-        if not self.rewards:
-            raise ValueError(f"stages.{name}.rewards is empty; e.g. rewards: {{countdown: 1.0}}")
-        from r1lab.algorithms.advantages import ADVANTAGES
-        from r1lab.algorithms.kl import KL_ESTIMATORS
-        from r1lab.algorithms.policy_loss import POLICY_LOSSES
-        from r1lab.algorithms.reduce import REDUCTIONS
-        from r1lab.rewards import REWARDS, make_params
-
-        for field_, value, registry in (
-            ("advantage.name", self.advantage.name, ADVANTAGES.names()),
-            ("loss.name", self.loss.name, POLICY_LOSSES.names()),
-            ("loss.reduction", self.loss.reduction, REDUCTIONS.names()),
-            ("kl.estimator", self.kl.estimator, KL_ESTIMATORS.names()),
-            *(("rewards", reward, sorted(REWARDS)) for reward in self.rewards),
-        ):
-            if value not in registry:
-                raise ValueError(f"stages.{name}.{field_}={value!r} is not registered; valid: {', '.join(registry)}")
-        for reward, params in self.reward_params.items():
-            try:
-                make_params(reward, params)
-            except (TypeError, ValueError) as err:
-                raise ValueError(f"stages.{name}.reward_params.{reward}: {err}") from None
-
-
-# GRPO fields that moved: old name -> where the value goes now (setting an old one fails, naming the new)
-MOVED_GRPO_FIELDS = {
-    "reward_model_path": "reward_params.reward_model.path",
-    "reward_model_batch_size": "reward_params.reward_model.batch_size",
-    "reward_model_normalize": "reward_params.reward_model.normalize",
-    "reward_routing": "reward_params.routed.routing",
-}
 
 
 @dataclass
@@ -406,37 +276,6 @@ class SampledPromptsConfig(StageConfig):
     generation_batch_size: int = 256  # sequences generated together on one process
     readability: ReadabilityConfig = field(default_factory=ReadabilityConfig)  # what a kept / chosen completion must pass
     tools: ToolsConfig = field(default_factory=ToolsConfig)  # tools the sampled completions may call
-
-
-@dataclass
-class RejectionStageConfig(SampledPromptsConfig):
-    """Rejection sampling into an SFT dataset; trains nothing (optimizer fields are ignored)."""
-
-    kind: str = "rejection"
-    max_per_prompt: int = 1  # m: completions kept per prompt (selection=all keeps every accepted one)
-    selection: str = "shortest"  # shortest | random | all
-    dedup: bool = True  # drop rows whose whitespace-collapsed, lowercased prompt and response repeat
-    mix_file: Optional[str] = None  # non-reasoning SFT data (messages, or prompt/response): file, save_to_disk folder, dataset folder or hub id; null = none
-    mix_split: str = "train"  # split of mix_file read from a dataset folder or hub id
-    mix_subset: Optional[str] = None  # dataset config name of mix_file; null = the only one
-    mix_columns: dict[str, str] = field(default_factory=dict)  # mix column (messages | prompt | response | id) -> dataset column, renamed on load
-    mix_ratio: float = 3.0  # reasoning rows per non-reasoning row (R1: 600k : 200k = 3)
-
-
-@dataclass
-class DPOStageConfig(SampledPromptsConfig):
-    kind: str = "dpo"
-    data: str = "on_policy"  # on_policy (pairs sampled now, judged by verifier + readability) | file, save_to_disk folder, dataset folder or hub id with prompt/chosen/rejected
-    data_split: str = "train"  # split of `data` read from a dataset folder or hub id
-    data_subset: Optional[str] = None  # dataset config name of `data`; null = the only one
-    data_columns: dict[str, str] = field(default_factory=dict)  # pair column (prompt | chosen | rejected) -> dataset column, renamed on load
-    pairs_per_prompt: int = 1  # on_policy: most pairs built from one prompt's k samples
-    loss: DPOLossConfig = field(default_factory=DPOLossConfig)  # sigmoid (DPO) | ipo | simpo, with beta
-    steps: int = 0  # optimizer steps; 0 = derived from `epochs`
-    epochs: float = 1.0
-    batch_size: int = 32  # global pairs per optimizer step (micro_batch_per_device counts pairs too)
-    max_length: int = 512  # tokens per sequence (prompt + response); longer ones are truncated
-    logprob_chunk: int = 1024  # positions per chunk when computing log-probs (bounds logits memory)
 
 
 @dataclass

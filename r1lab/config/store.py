@@ -1,10 +1,11 @@
 """Register the schemas with Hydra's ConfigStore, so YAML is merged onto typed nodes."""
 from __future__ import annotations
 
+from typing import Mapping
+
 from hydra.core.config_store import ConfigStore
 
 from r1lab.config.schema import (
-    STAGE_SCHEMAS,
     EngineConfig,
     EvalConfig,
     ModelConfig,
@@ -15,7 +16,10 @@ from r1lab.config.schema import (
 )
 
 
-def register_configs() -> None:
+def register_configs(stage_schemas: Mapping[str, type]) -> None:
+    """The run's schemas, and ``stage_schemas`` (kind -> schema; every registered stage kind's:
+    ``r1lab.stages.registry.stage_schemas()``) in the group ``stage_schema``, the node a recipe's
+    defaults put under a stage (``- /stage_schema/grpo@stages.grpo``)."""
     cs = ConfigStore.instance()
     cs.store(name="r1lab_schema", node=RunConfig)
     cs.store(group="model", name="model_schema", node=ModelConfig)
@@ -24,5 +28,5 @@ def register_configs() -> None:
     cs.store(group="tracking", name="tracking_schema", node=TrackingConfig)
     cs.store(group="eval", name="eval_schema", node=EvalConfig)
     cs.store(group="rollout", name="rollout_schema", node=RolloutConfig)
-    for kind, schema in STAGE_SCHEMAS.items():
+    for kind, schema in stage_schemas.items():
         cs.store(group="stage_schema", name=kind, node=schema)

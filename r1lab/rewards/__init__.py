@@ -3,7 +3,6 @@ import importlib
 import pkgutil
 
 from r1lab.rewards.registry import (
-    REWARD_PARAMS,
     REWARDS,
     RewardOutput,
     RewardSet,
@@ -13,6 +12,7 @@ from r1lab.rewards.registry import (
     get_reward,
     make_params,
     register_reward,
+    takes_params,
 )
 
 # Every public module here is imported with the package, so each reward module registers itself
@@ -24,7 +24,6 @@ del _module
 
 __all__ = [
     "REWARDS",
-    "REWARD_PARAMS",
     "RewardOutput",
     "RewardSet",
     "build_reward",
@@ -33,4 +32,5 @@ __all__ = [
     "get_reward",
     "make_params",
     "register_reward",
+    "takes_params",
 ]

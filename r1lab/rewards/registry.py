@@ -12,8 +12,10 @@ with weights, e.g. ``rewards: {countdown: 1.0, format: 0.1}``.
 A reward with parameters (the reward model's path, ...) registers a *factory* instead, with the
 dataclass of its parameters: ``factory(params) -> fn``. Config sets the parameters under the
 reward's name (GRPO: ``reward_params: {reward_model: {path: ..., batch_size: 16}}``) and
-``build_rewards`` makes the functions; ``REWARDS`` holds every reward, the parameterised ones
-built with their default parameters. A factory must be cheap: load what is heavy on first call.
+``build_rewards`` makes the functions; ``REWARDS`` (a :class:`r1lab.registry.Registry`) holds
+every reward, the parameterised ones built with their default parameters and registered with
+their ``params`` dataclass and ``factory`` (``REWARDS.meta(name)``). A factory must be cheap: load
+what is heavy on first call.
 
 Every public module of ``r1lab.rewards`` is imported with the package, so a new reward module
 registers itself by being there.
@@ -25,11 +27,14 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
+from r1lab.registry import Registry
+
 RewardFn = Callable[..., torch.Tensor]
 RewardFactory = Callable[[Any], RewardFn]
 
-REWARDS: dict[str, RewardFn] = {}  # name -> reward (a parameterised one with its default parameters)
-REWARD_PARAMS: dict[str, tuple[type, RewardFactory]] = {}  # name -> (params dataclass, factory), rewards with parameters
+# name -> reward (a parameterised one built with its default parameters); the meta of a reward
+# with parameters: `params` (its dataclass) and `factory` (params -> reward)
+REWARDS: Registry[RewardFn] = Registry("reward")
 
 
 def register_reward(name: str, params: type | None = None) -> Callable[[Callable], Callable]:
@@ -41,34 +46,34 @@ def register_reward(name: str, params: type | None = None) -> Callable[[Callable
         raise TypeError(f"reward {name!r}: params must be a dataclass, got {params!r}")
 
     def wrap(fn: Callable) -> Callable:
-        if name in REWARDS:
-            raise ValueError(f"reward {name!r} is registered twice")
         if params is None:
-            REWARDS[name] = fn
+            REWARDS.register(name, fn)
         else:
-            REWARD_PARAMS[name] = (params, fn)
-            REWARDS[name] = fn(params())
+            REWARDS.register(name, fn(params()), params=params, factory=fn)
         return fn
 
     return wrap
 
 
 def get_reward(name: str) -> RewardFn:
-    if name not in REWARDS:
-        raise KeyError(f"unknown reward {name!r}; valid rewards: {', '.join(sorted(REWARDS))}")
-    return REWARDS[name]
+    """The reward registered as ``name`` (``KeyError`` listing the valid ones)."""
+    return REWARDS.get(name)
+
+
+def takes_params(name: str) -> bool:
+    """Whether reward ``name`` (registered) was registered with a params dataclass."""
+    return "params" in REWARDS.meta(name)
 
 
 def make_params(name: str, raw: Mapping[str, Any] | Any | None = None) -> Any:
     """The parameters of reward ``name`` from a mapping of field name to value (None: the defaults);
     ``ValueError`` for an unknown reward, one without parameters, an unknown field or a bad value."""
     if name not in REWARDS:
-        raise ValueError(f"unknown reward {name!r}; valid rewards: {', '.join(sorted(REWARDS))}")
-    if name not in REWARD_PARAMS:
-        raise ValueError(
-            f"the `{name}` reward takes no parameters; rewards that do: {', '.join(sorted(REWARD_PARAMS))}"
-        )
-    cls = REWARD_PARAMS[name][0]
+        raise ValueError(f"unknown reward {name!r}; valid rewards: {', '.join(REWARDS.names())}")
+    if not takes_params(name):
+        with_params = [n for n in REWARDS.names() if takes_params(n)]
+        raise ValueError(f"the `{name}` reward takes no parameters; rewards that do: {', '.join(with_params)}")
+    cls = REWARDS.meta(name)["params"]
     if isinstance(raw, cls):
         return raw
     if raw is None:
@@ -84,11 +89,11 @@ def make_params(name: str, raw: Mapping[str, Any] | Any | None = None) -> Any:
 
 def build_reward(name: str, params: Mapping[str, Any] | Any | None = None) -> RewardFn:
     """Reward ``name``: a registered function, or its factory's reward with ``params``."""
-    if name not in REWARD_PARAMS:
+    if name not in REWARDS or not takes_params(name):
         if params:
             make_params(name, params)  # fails: this reward takes no parameters
         return get_reward(name)
-    return REWARD_PARAMS[name][1](make_params(name, params))
+    return REWARDS.meta(name)["factory"](make_params(name, params))
 
 
 class RewardSet(dict):

@@ -16,7 +16,7 @@ from r1lab.engine.engine import Engine, OptimSettings
 from r1lab.models.load import load_model, load_tokenizer
 from r1lab.models.lora import apply_lora, full_model_path, is_adapter_dir, load_base_with_adapter
 from r1lab.models.templates import record_template
-from r1lab.stages.registry import Stage
+from r1lab.stages.registry import STAGE_KINDS, Stage
 from r1lab.tracking.tracker import Tracker
 
 
@@ -168,8 +168,6 @@ def check_batch_sizes(name: str, cfg, world: int) -> None:
     registered with ``equal_micro_batches`` (SFT): a rank's share must also split into equal
     micro-batches of ``micro_batch_per_device`` (or fit in one).
     """
-    from r1lab.stages.registry import STAGE_KINDS  # lazy: the registry imports the stage modules, which import this one
-
     field = next((f for f in ("prompts_per_step", "batch_size") if hasattr(cfg, f)), None)
     if field is None:  # a stage without a global training batch (e.g. rejection sampling)
         return
@@ -180,7 +178,7 @@ def check_batch_sizes(name: str, cfg, world: int) -> None:
             f"(use a multiple of {world})"
         )
     micro = cfg.micro_batch_per_device
-    kind = STAGE_KINDS.get(cfg.kind)
+    kind = STAGE_KINDS.get(cfg.kind) if cfg.kind in STAGE_KINDS else None
     if kind is not None and kind.equal_micro_batches and total // world > micro and (total // world) % micro:
         raise ConfigError(
             f"stages.{name}.{field}={total} over {world} ranks gives {total // world} sequences per rank, "

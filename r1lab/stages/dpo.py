@@ -27,12 +27,14 @@ accumulation or rank count (the convention of ``r1lab.algorithms.reduce``).
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
+from typing import Optional
 
 import torch
 from datasets import Dataset, load_from_disk
 
-from r1lab.config.schema import DPOStageConfig
-from r1lab.algorithms.dpo_loss import compute_dpo_loss
+from r1lab.algorithms.dpo_loss import DPOLossConfig, compute_dpo_loss
+from r1lab.config.schema import SampledPromptsConfig
 from r1lab.engine import dist
 from r1lab.engine.checkpoint import commit_dir, tmp_path, write_json_atomic
 from r1lab.models.forward import token_logprobs
@@ -42,6 +44,25 @@ from r1lab.stages.filters import build_pairs
 from r1lab.stages.rejection import prompt_rows, sample_all_ranks
 from r1lab.stages.sft import collate, encode_response
 from r1lab.stages.registry import register_stage
+
+
+@dataclass
+class DPOStageConfig(SampledPromptsConfig):
+    """The schema of a ``dpo`` stage (registered with :func:`run_dpo` at the bottom)."""
+
+    kind: str = "dpo"
+    data: str = "on_policy"  # on_policy (pairs sampled now, judged by verifier + readability) | file, save_to_disk folder, dataset folder or hub id with prompt/chosen/rejected
+    data_split: str = "train"  # split of `data` read from a dataset folder or hub id
+    data_subset: Optional[str] = None  # dataset config name of `data`; null = the only one
+    data_columns: dict[str, str] = field(default_factory=dict)  # pair column (prompt | chosen | rejected) -> dataset column, renamed on load
+    pairs_per_prompt: int = 1  # on_policy: most pairs built from one prompt's k samples
+    loss: DPOLossConfig = field(default_factory=DPOLossConfig)  # sigmoid (DPO) | ipo | simpo, with beta
+    steps: int = 0  # optimizer steps; 0 = derived from `epochs`
+    epochs: float = 1.0
+    batch_size: int = 32  # global pairs per optimizer step (micro_batch_per_device counts pairs too)
+    max_length: int = 512  # tokens per sequence (prompt + response); longer ones are truncated
+    logprob_chunk: int = 1024  # positions per chunk when computing log-probs (bounds logits memory)
+
 
 # (prompt, chosen, rejected): token ids; each response as (ids, loss mask), the mask None when the
 # response holds no tool output (else 0 on its <result>...</result> tokens: the policy did not write them)

@@ -18,16 +18,22 @@ prompts RL never saw.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
+from typing import Any, Optional
 
 import torch
 
-from r1lab.config.schema import GRPOStageConfig
-from r1lab.algorithms.advantages import compute_advantages
+from r1lab.algorithms.advantages import ADVANTAGES, AdvantageConfig, compute_advantages
+from r1lab.algorithms.kl import KL_ESTIMATORS, KLConfig
+from r1lab.algorithms.policy_loss import POLICY_LOSSES, PolicyLossConfig
+from r1lab.algorithms.reduce import REDUCTIONS
+from r1lab.algorithms.rollout_correction import RolloutCorrectionConfig
+from r1lab.config.schema import StageConfig, ToolsConfig
 from r1lab.engine import dist
 from r1lab.engine.checkpoint import write_json_atomic
 from r1lab.models.load import load_model
 from r1lab.models.lora import is_lora
-from r1lab.rewards import build_rewards
+from r1lab.rewards import REWARDS, build_rewards, make_params
 from r1lab.stages.context import StageContext, per_rank
 from r1lab.stages.grpo_steps import (
     build_train_batch,
@@ -48,6 +54,98 @@ from r1lab.stages.registry import register_stage
 PROMPTS_FILE = "prompts.json"  # <stage_dir>/prompts.json: {"draws": n, "prompt_ids": [...]}
 ROUNDS_FILE = "rounds_in_flight"  # <resume>/<step>/rounds_in_flight-rank<r>.json: separate placement's rounds sampled ahead
 MAX_EMPTY_STEPS = 10  # dynamic sampling: consecutive steps without a varied group before giving up
+
+
+@dataclass
+class GRPOLossConfig(PolicyLossConfig):
+    """The policy loss (``name``: clipped | gspo | vanilla_pg, with its clip range) and how the
+    per-token losses of a step are reduced to one number."""
+
+    reduction: str = "seq_mean_token_mean"  # seq_mean_token_mean (GRPO) | token_mean (DAPO) | seq_mean_token_sum_norm (Dr. GRPO)
+
+
+@dataclass
+class GRPOStageConfig(StageConfig):
+    """The schema of a ``grpo`` stage (registered with :func:`run_grpo` at the bottom)."""
+
+    kind: str = "grpo"
+    steps: int = 100  # optimizer steps (one rollout batch each, times updates_per_batch)
+    prompts_per_step: int = 32  # global prompts per rollout batch
+    samples_per_prompt: int = 8  # group size G
+    updates_per_batch: int = 1  # mu: optimizer steps per rollout batch
+    max_new_tokens: int = 256  # longest completion, in tokens
+    temperature: float = 1.0
+    top_p: float = 1.0
+    rewards: dict[str, float] = field(default_factory=dict)  # reward name -> weight, required; a default would merge into (not be replaced by) the YAML mapping
+    advantage: AdvantageConfig = field(default_factory=AdvantageConfig)
+    loss: GRPOLossConfig = field(default_factory=GRPOLossConfig)
+    kl: KLConfig = field(default_factory=KLConfig)
+    # The rollout engine's log-probs differ from the trainer's (vLLM: other kernels, bf16): importance
+    # sampling towards the trainer's policy, truncated (mode=truncate, cap) or by masking (mode=mask)
+    rollout_correction: RolloutCorrectionConfig = field(default_factory=RolloutCorrectionConfig)
+    format_gate: bool = False  # every reward counts only in a response with R1's strict tag format
+    overlong: str = "none"  # completions cut at max_new_tokens: none (train on them) | mask (no loss)
+    dynamic_sampling: bool = False  # DAPO: drop groups whose rewards are all equal, sample more to fill the batch
+    max_sampling_rounds: int = 4  # dynamic sampling: sampling rounds per step at most (then train on what was kept)
+    entropy_coef: float = 0.0  # loss -= coef * entropy: > 0 an entropy bonus (exploration), < 0 entropy minimisation (sharpening); 0 = logged only
+    entropy_from_step: int = 0  # the entropy term applies from this GRPO step on (0 = from the start)
+    # The entropy term needs a forward/backward pass over sequences the policy loss would skip
+    # (zero advantage). It runs on this fraction of them, drawn at random each step and weighted
+    # 1/fraction: the same term in expectation, at a fraction of the cost (1.0 = all of them).
+    entropy_sample_fraction: float = 1.0
+    logprob_chunk: int = 1024  # positions per chunk when computing log-probs (bounds logits memory)
+    tools: ToolsConfig = field(default_factory=ToolsConfig)  # tools the rollouts may call (multi-turn); default none
+    # reward name -> its parameters, for the rewards that take some (each one's params dataclass in
+    # r1lab.rewards: RewardModelParams, RoutedParams), e.g. {reward_model: {path: my/rm, batch_size: 16}}
+    reward_params: dict[str, Any] = field(default_factory=dict)
+    # moved into reward_params (see MOVED_GRPO_FIELDS): kept only so an old config gets the new spelling
+    reward_model_path: Optional[str] = None
+    reward_model_batch_size: Optional[int] = None
+    reward_model_normalize: Optional[str] = None
+    reward_routing: Optional[dict[str, float]] = None
+
+    def check(self, name: str) -> None:
+        if self.samples_per_prompt < 2:
+            raise ValueError(
+                f"stages.{name}.samples_per_prompt={self.samples_per_prompt}: GRPO needs groups of at least 2"
+            )
+        if self.prompts_per_step < 1 or self.steps < 0 or self.updates_per_batch < 1:
+            raise ValueError(f"stages.{name}: prompts_per_step, updates_per_batch must be >= 1, steps >= 0")
+        if not 0.0 < self.entropy_sample_fraction <= 1.0:
+            raise ValueError(
+                f"stages.{name}.entropy_sample_fraction={self.entropy_sample_fraction}: must be in (0, 1]; 1.0 runs the entropy term on every sequence"
+            )
+        for old, new in MOVED_GRPO_FIELDS.items():
+            if getattr(self, old) is not None:
+                raise ValueError(
+                    f"stages.{name}.{old} moved: set stages.{name}.{new} instead (the `routed` reward has "
+                    f"its own: reward_params.routed.path, .batch_size, .normalize, .routing)"
+                )
+        if not self.rewards:
+            raise ValueError(f"stages.{name}.rewards is empty; e.g. rewards: {{countdown: 1.0}}")
+        for field_, value, registry in (
+            ("advantage.name", self.advantage.name, ADVANTAGES.names()),
+            ("loss.name", self.loss.name, POLICY_LOSSES.names()),
+            ("loss.reduction", self.loss.reduction, REDUCTIONS.names()),
+            ("kl.estimator", self.kl.estimator, KL_ESTIMATORS.names()),
+            *(("rewards", reward, REWARDS.names()) for reward in self.rewards),
+        ):
+            if value not in registry:
+                raise ValueError(f"stages.{name}.{field_}={value!r} is not registered; valid: {', '.join(registry)}")
+        for reward, params in self.reward_params.items():
+            try:
+                make_params(reward, params)
+            except (TypeError, ValueError) as err:
+                raise ValueError(f"stages.{name}.reward_params.{reward}: {err}") from None
+
+
+# GRPO fields that moved: old name -> where the value goes now (setting an old one fails, naming the new)
+MOVED_GRPO_FIELDS = {
+    "reward_model_path": "reward_params.reward_model.path",
+    "reward_model_batch_size": "reward_params.reward_model.batch_size",
+    "reward_model_normalize": "reward_params.reward_model.normalize",
+    "reward_routing": "reward_params.routed.routing",
+}
 
 
 def run_grpo(ctx: StageContext) -> None:

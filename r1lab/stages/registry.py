@@ -1,13 +1,17 @@
 """Stage kinds: one registration each -- its schema, its run function, what it writes.
 
-A stage kind is
+A stage kind is one module of ``r1lab.stages`` (or of a plugin, see ``r1lab.registry``) holding
 
-* its schema: a ``StageConfig`` subclass that sets ``kind`` (defining it adds it to
-  ``r1lab.config.schema.STAGE_SCHEMAS``, which start-up validation reads without importing any
-  stage; the kind's own checks are its ``check`` method), and
-* one ``register_stage(schema, run, ...)`` call: the function that runs it and what it writes.
+* its schema: a ``StageConfig`` subclass that sets ``kind`` (its fields, and its own checks in a
+  ``check`` method), and its loop, and
+* one ``register_stage(schema, run, ...)`` call at its bottom: the function that runs it and what
+  it writes.
 
-The pipeline looks a stage's kind up in ``STAGE_KINDS`` and never branches on its name. A new kind::
+``STAGE_KINDS`` (a :class:`r1lab.registry.Registry`) imports every module of ``r1lab.stages``
+before its first lookup, so a new module's kind is known to start-up validation (which types each
+stage against its kind's schema: :func:`typed_stage`), to Hydra (the ``stage_schema`` group that
+recipes' defaults name: :func:`stage_schemas`) and to the pipeline, which looks a stage's kind up
+here and never branches on its name. A new kind::
 
     @dataclass
     class DistillStageConfig(StageConfig):
@@ -24,11 +28,12 @@ from collections.abc import MutableMapping
 from dataclasses import dataclass, fields, is_dataclass, replace
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from r1lab.config.errors import ConfigError
-from r1lab.config.schema import STAGE_SCHEMAS, StageConfig
+from r1lab.config.schema import StageConfig
+from r1lab.registry import Registry
 
 if TYPE_CHECKING:
     from r1lab.stages.context import StageContext
@@ -45,27 +50,30 @@ class StageKind:
     equal_micro_batches: bool = False
 
 
-STAGE_KINDS: dict[str, StageKind] = {}  # kind -> StageKind, in registration order
+# kind -> StageKind; the modules of r1lab.stages (each registers its kind) load before the first lookup
+STAGE_KINDS: Registry[StageKind] = Registry("stage kind", package="r1lab.stages")
 
 
 def register_stage(schema: type, run: Callable[["StageContext"], None], *, writes_dataset: bool = False,
                    equal_micro_batches: bool = False) -> StageKind:
-    """Make ``schema``'s kind runnable by the pipeline with ``run``."""
-    name = getattr(schema, "kind", None)
-    if STAGE_SCHEMAS.get(name) is not schema:
+    """Make ``schema``'s kind valid in configs and runnable by the pipeline with ``run``."""
+    name = getattr(schema, "kind", MISSING)
+    if not (isinstance(schema, type) and issubclass(schema, StageConfig) and is_dataclass(schema)) or name == MISSING:
         raise ValueError(
-            f"{getattr(schema, '__name__', schema)!r} is not a stage schema: subclass "
-            "r1lab.config.schema.StageConfig and set `kind`"
+            f"{getattr(schema, '__name__', schema)!r} is not a stage schema: a dataclass that subclasses "
+            "r1lab.config.schema.StageConfig and sets `kind`"
         )
-    if name in STAGE_KINDS:
-        raise ValueError(f"stage kind {name!r} is registered twice")
-    STAGE_KINDS[name] = StageKind(name, schema, run, writes_dataset, equal_micro_batches)
-    return STAGE_KINDS[name]
+    return STAGE_KINDS.register(name, StageKind(name, schema, run, writes_dataset, equal_micro_batches))
+
+
+def stage_schemas() -> dict[str, type]:
+    """Kind -> schema of every registered stage kind, in registration order."""
+    return {name: kind.schema for name, kind in STAGE_KINDS.items()}
 
 
 def dataset_kinds() -> tuple[str, ...]:
     """The kinds whose stages write a dataset."""
-    return tuple(k.name for k in STAGE_KINDS.values() if k.writes_dataset)
+    return tuple(name for name, kind in STAGE_KINDS.items() if kind.writes_dataset)
 
 
 class RunFunctions(MutableMapping):
@@ -76,13 +84,10 @@ class RunFunctions(MutableMapping):
         return STAGE_KINDS[kind].run
 
     def __setitem__(self, kind: str, run: Callable) -> None:
-        if kind in STAGE_KINDS:
-            STAGE_KINDS[kind] = replace(STAGE_KINDS[kind], run=run)
-        else:
-            register_stage(STAGE_SCHEMAS.get(kind), run)
+        STAGE_KINDS.replace(kind, replace(STAGE_KINDS[kind], run=run))  # an unknown kind: register_stage it first
 
     def __delitem__(self, kind: str) -> None:
-        del STAGE_KINDS[kind]
+        STAGE_KINDS.unregister(kind)
 
     def __iter__(self) -> Iterator[str]:
         return iter(STAGE_KINDS)
@@ -92,6 +97,12 @@ class RunFunctions(MutableMapping):
 
 
 STAGES = RunFunctions()
+
+
+def import_stage_modules() -> None:
+    """Import every module of ``r1lab.stages`` (each registers its own kind at its bottom); any
+    lookup of ``STAGE_KINDS`` does it first, this only does it now."""
+    STAGE_KINDS.names()
 
 
 @dataclass
@@ -109,32 +120,18 @@ class Stage:
 
 def typed_stage(name: str, raw: Any) -> StageConfig:
     """Merge one stage's YAML onto the schema of its kind; unknown keys and bad types fail."""
-    if is_dataclass(raw) and type(raw) in STAGE_SCHEMAS.values():  # already typed (a recipe's stage schema)
+    schemas = stage_schemas()
+    if is_dataclass(raw) and type(raw) in schemas.values():  # already typed (a recipe's stage schema)
         return raw
     if not isinstance(raw, (dict, DictConfig)):
         raise ConfigError(f"stages.{name} must be a mapping with a `kind`, got {raw!r}")
     kind = raw.get("kind")
-    if kind not in STAGE_SCHEMAS:
-        raise ConfigError(
-            f"stages.{name}.kind={kind!r} is not a stage kind; valid kinds: {', '.join(STAGE_SCHEMAS)}"
-        )
-    schema = OmegaConf.structured(STAGE_SCHEMAS[kind])
+    if kind not in schemas:
+        raise ConfigError(f"stages.{name}.kind={kind!r} is not a stage kind; valid kinds: {', '.join(STAGE_KINDS.names())}")
     try:
-        merged = OmegaConf.merge(schema, raw)
+        merged = OmegaConf.merge(OmegaConf.structured(schemas[kind]), raw)
     except OmegaConfBaseException as err:
         first_line = str(err).splitlines()[0]
-        valid = ", ".join(f.name for f in fields(STAGE_SCHEMAS[kind]))
+        valid = ", ".join(f.name for f in fields(schemas[kind]))
         raise ConfigError(f"stages.{name} ({kind}): {first_line}; valid keys: {valid}") from None
     return OmegaConf.to_object(merged)
-
-
-def import_stage_modules() -> None:
-    """Import every module of ``r1lab.stages``: each registers its own kind at its bottom, so a
-    new module's kind is known without a hand-kept list. The pipeline calls this once."""
-    import importlib
-    import pkgutil
-
-    import r1lab.stages as package
-
-    for module in pkgutil.iter_modules(package.__path__):
-        importlib.import_module(f"{package.__name__}.{module.name}")

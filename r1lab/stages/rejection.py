@@ -32,13 +32,14 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Optional
 
 import numpy as np
 import torch
 from datasets import Dataset, Features, List, Value
 
-from r1lab.config.schema import RejectionStageConfig
+from r1lab.config.schema import SampledPromptsConfig
 from r1lab.tasks import Task
 from r1lab.engine import dist
 from r1lab.engine.checkpoint import commit_dir, tmp_path, write_json_atomic
@@ -63,6 +64,21 @@ from r1lab.stages.filters import (
 from r1lab.stages.registry import register_stage, typed_stage
 
 DATASET_DIR = "dataset"  # <stage_dir>/dataset/: what `data: previous` of a later stage reads
+
+
+@dataclass
+class RejectionStageConfig(SampledPromptsConfig):
+    """Rejection sampling into an SFT dataset; trains nothing (optimizer fields are ignored)."""
+
+    kind: str = "rejection"
+    max_per_prompt: int = 1  # m: completions kept per prompt (selection=all keeps every accepted one)
+    selection: str = "shortest"  # shortest | random | all
+    dedup: bool = True  # drop rows whose whitespace-collapsed, lowercased prompt and response repeat
+    mix_file: Optional[str] = None  # non-reasoning SFT data (messages, or prompt/response): file, save_to_disk folder, dataset folder or hub id; null = none
+    mix_split: str = "train"  # split of mix_file read from a dataset folder or hub id
+    mix_subset: Optional[str] = None  # dataset config name of mix_file; null = the only one
+    mix_columns: dict[str, str] = field(default_factory=dict)  # mix column (messages | prompt | response | id) -> dataset column, renamed on load
+    mix_ratio: float = 3.0  # reasoning rows per non-reasoning row (R1: 600k : 200k = 3)
 
 
 # --- prompts -----------------------------------------------------------------------------------

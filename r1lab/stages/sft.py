@@ -20,11 +20,13 @@ calculator-call traces).
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
+from typing import Optional
 
 import torch
 
-from r1lab.config.schema import SFTStageConfig
 from r1lab.algorithms.reduce import LossNorm, reduce_loss
+from r1lab.config.schema import StageConfig
 from r1lab.engine import dist
 from r1lab.models.forward import token_logprobs
 from r1lab.models.templates import encode_prompt
@@ -32,6 +34,28 @@ from r1lab.stages.context import StageContext, ceil_div, length_grouped, per_ran
 from r1lab.rewards.spans import result_spans
 from r1lab.stages.filters import render_messages
 from r1lab.stages.registry import register_stage
+
+
+@dataclass
+class SFTStageConfig(StageConfig):
+    """The schema of an ``sft`` stage (registered with :func:`run_sft` at the bottom)."""
+
+    kind: str = "sft"
+    data: str = "traces"  # traces (solver-written cold-start traces) | previous (the newest earlier stage's dataset) | jsonl/json/parquet file, save_to_disk folder, dataset folder or hub id (prompt/response and/or messages)
+    data_split: str = "train"  # split of `data` read from a dataset folder, hub id or saved DatasetDict
+    data_subset: Optional[str] = None  # dataset config name of `data`; null = the only one
+    data_columns: dict[str, str] = field(default_factory=dict)  # SFT column (prompt | response | messages) -> dataset column, renamed on load
+    num_examples: int = 0  # 0 = all; else the first N examples
+    steps: int = 0  # optimizer steps; 0 = derived from `epochs`
+    epochs: float = 1.0
+    batch_size: int = 64  # global sequences per optimizer step
+    max_length: int = 512  # tokens per sequence (prompt + response); longer ones are truncated
+    packing: bool = False  # concatenate examples into max_length rows instead of padding
+    trace_behaviours: bool = True  # traces: show search, dead ends and verification
+    trace_wrong_answer_rate: float = 0.0  # traces: fraction with a wrong final answer (priming ablation)
+    trace_tools: bool = False  # traces: each attempt is a tool call (<tool>EXPR=T</tool><result>false: 32</result> no|yes); results are masked from the loss
+    trace_tool: str = "calculator"  # the tool the traces call: calculator (EXPR=TARGET) | countdown (EXPR, checked against the problem)
+
 
 # (prompt ids, response ids) or, when the response holds tool output, (prompt ids, response ids,
 # response loss mask): 0 on the tokens of the <result>...</result> spans, 1 elsewhere

@@ -12,9 +12,18 @@ itself on import:
 * ``python`` (:mod:`r1lab.tools.python`): a snippet in a fresh, limited, throw-away process
   (what it does and does not guarantee is in that module's docstring).
 
+A new tool is one module here: every public module of the package is imported with it, so the
+module's ``@register_tool`` runs without a list to keep (``_``-prefixed modules are helpers).
 Imports ``r1lab.rewards`` only (the calculator reuses the Countdown evaluator).
 """
-from r1lab.tools import calculator, countdown, python
-from r1lab.tools.registry import TOOL_CONTEXT, TOOLS, ToolLimits, ToolResult, dispatch, missing_context, register_tool
+import importlib
+import pkgutil
 
-__all__ = ["TOOL_CONTEXT", "TOOLS", "ToolLimits", "ToolResult", "dispatch", "missing_context", "register_tool", "calculator", "countdown", "python"]
+from r1lab.tools.registry import TOOLS, ToolLimits, ToolResult, dispatch, missing_context, register_tool, tool_context
+
+for _module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
+    if not _module.startswith("_") and _module != "registry":
+        importlib.import_module(f"{__name__}.{_module}")
+del _module
+
+__all__ = ["TOOLS", "ToolLimits", "ToolResult", "dispatch", "missing_context", "register_tool", "tool_context"]

@@ -5,7 +5,8 @@ A tool is a plain function ``tool(input, limits) -> ToolResult``; it honours ``l
 length). A tool that needs the problem its completion answers (the ``countdown`` checker needs
 the numbers and the target; verl passes such per-sample ``tools_kwargs``) names the task columns
 it reads, ``register_tool("countdown", context=("numbers", "target"))``, and is called as
-``tool(input, limits, context)`` with those columns of the completion's row.
+``tool(input, limits, context)`` with those columns of the completion's row. ``TOOLS`` is a
+:class:`r1lab.registry.Registry`; a tool's context columns are its ``meta(name)["context"]``.
 
 ``dispatch`` is the one entry point of the rollout: it picks the tool named in the call, runs it
 and turns *anything* that goes wrong into an error result the model is shown, so a bad call
@@ -17,6 +18,8 @@ import re
 import traceback
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
+
+from r1lab.registry import Registry
 
 
 @dataclass
@@ -37,8 +40,9 @@ class ToolResult:
 
 
 Tool = Callable[..., ToolResult]  # (input, limits) or, with context columns, (input, limits, context)
-TOOLS: dict[str, Tool] = {}  # name -> tool; the tool modules register themselves on import
-TOOL_CONTEXT: dict[str, tuple[str, ...]] = {}  # name -> the task columns it is given (none: context-free)
+# name -> tool, with meta `context`: the task columns it is given (empty: context-free); the tool
+# modules register themselves on import
+TOOLS: Registry[Tool] = Registry("tool")
 
 _PREFIX = re.compile(r"\s*([A-Za-z_][\w-]*)\s*:\s?(.*)", re.DOTALL)
 
@@ -47,14 +51,12 @@ def register_tool(name: str, context: Sequence[str] = ()) -> Callable[[Tool], To
     """Decorator: make ``fn(input, limits) -> ToolResult`` callable as ``<tool>name: ...</tool>``;
     with ``context`` columns, ``fn(input, limits, context)`` (``context``: those columns of the row)."""
 
-    def wrap(fn: Tool) -> Tool:
-        if name in TOOLS:
-            raise ValueError(f"tool {name!r} is registered twice")
-        TOOLS[name] = fn
-        TOOL_CONTEXT[name] = tuple(context)
-        return fn
+    return TOOLS.register(name, context=tuple(context))
 
-    return wrap
+
+def tool_context(name: str) -> tuple[str, ...]:
+    """The task columns tool ``name`` is given (empty: context-free, or not a tool)."""
+    return TOOLS.meta(name)["context"] if name in TOOLS else ()
 
 
 def error(message: str) -> ToolResult:
@@ -71,7 +73,7 @@ def cut(text: str, max_chars: int) -> str:
 
 def missing_context(enabled: Sequence[str], columns: Sequence[str]) -> dict[str, list[str]]:
     """Tool -> the context columns it needs that ``columns`` (a task's) lack; {} when all are there."""
-    missing = {n: [c for c in TOOL_CONTEXT.get(n, ()) if c not in columns] for n in enabled}
+    missing = {n: [c for c in tool_context(n) if c not in columns] for n in enabled}
     return {n: cs for n, cs in missing.items() if cs}
 
 
@@ -98,9 +100,9 @@ def dispatch(
         else:
             return None, error(f"name the tool: <tool>NAME: INPUT</tool>, NAME one of {', '.join(enabled)}")
         if name not in TOOLS:
-            result = error(f"unknown tool {name!r}; tools: {', '.join(sorted(TOOLS))}")
-        elif TOOL_CONTEXT.get(name):
-            needs = TOOL_CONTEXT[name]
+            result = error(f"unknown tool {name!r}; tools: {', '.join(TOOLS.names())}")
+        elif tool_context(name):
+            needs = tool_context(name)
             if context is None or any(c not in context for c in needs):
                 result = error(f"tool {name!r} needs the problem's {', '.join(needs)}; this rollout gave none")
             else:

@@ -8,9 +8,10 @@ import pytest
 from omegaconf import OmegaConf
 
 from r1lab import pipeline
-from r1lab.config.schema import STAGE_SCHEMAS, RunConfig, StageConfig
+from r1lab.config.schema import RunConfig, StageConfig
+from r1lab.stages.registry import STAGE_KINDS, STAGES, register_stage, stage_schemas
+from r1lab.stages.sft import SFTStageConfig
 from r1lab.validate import ConfigError, typed_stage, validate
-from r1lab.stages.registry import STAGE_KINDS, STAGES, register_stage
 
 ROW = {"num_problems": 1, "greedy_accuracy": 0.5, "sampled_accuracy": 0.25, "samples_per_problem": 2,
        "temperature": 1.0, "pass_at_k": {"1": 0.25, "2": 0.5}, "format_rate": 1.0, "mean_response_length": 3.0}
@@ -29,8 +30,8 @@ def config(stages: dict):
 
 @pytest.fixture
 def echo_kind():
-    """A new kind, ``echo``: its schema (defined here, so it lands in STAGE_SCHEMAS) and, by the
-    test, its registration; both are removed after."""
+    """A new kind, ``echo``: its schema, defined here; a test registers it, and the registration
+    is removed after."""
 
     @dataclass
     class EchoStageConfig(StageConfig):
@@ -43,12 +44,19 @@ def echo_kind():
                 raise ValueError(f"stages.{name}.words={self.words}: must be >= 1")
 
     yield EchoStageConfig
-    STAGE_SCHEMAS.pop("echo", None)
-    STAGE_KINDS.pop("echo", None)
+    STAGE_KINDS.unregister("echo")
 
 
-def test_a_schema_makes_the_kind_valid_in_a_config(echo_kind):
-    assert list(STAGE_SCHEMAS)[:4] == ["sft", "grpo", "rejection", "dpo"] and STAGE_SCHEMAS["echo"] is echo_kind
+def test_the_shipped_kinds_declare_their_schemas_in_their_modules():
+    assert stage_schemas()["sft"] is SFTStageConfig and SFTStageConfig.__module__ == "r1lab.stages.sft"
+    assert {kind: schema.__module__ for kind, schema in stage_schemas().items()} == {
+        "dpo": "r1lab.stages.dpo", "grpo": "r1lab.stages.grpo", "rejection": "r1lab.stages.rejection",
+        "sft": "r1lab.stages.sft"}
+
+
+def test_a_registered_schema_makes_the_kind_valid_in_a_config(echo_kind):
+    register_stage(echo_kind, lambda ctx: None)
+    assert stage_schemas()["echo"] is echo_kind
     assert typed_stage("e", {"kind": "echo", "words": 3}) == echo_kind(words=3)
     with pytest.raises(ConfigError, match=r"stages\.e \(echo\): .*valid keys: kind, .*words"):
         typed_stage("e", {"kind": "echo", "wrods": 3})
@@ -56,15 +64,14 @@ def test_a_schema_makes_the_kind_valid_in_a_config(echo_kind):
         config({"e": {"kind": "echo", "words": 0}})
 
 
-def test_unknown_kinds_list_the_schemas():
-    with pytest.raises(ConfigError, match="stages.s.kind='ppo' is not a stage kind; valid kinds: sft, grpo, rejection, dpo"):
+def test_unknown_kinds_list_the_registered_ones():
+    with pytest.raises(ConfigError, match="stages.s.kind='ppo' is not a stage kind; valid kinds: dpo, grpo, rejection, sft"):
         typed_stage("s", {"kind": "ppo"})
 
 
 def test_a_schema_without_a_registration_fails_before_anything_runs(echo_kind):
-    _, stages = config({"e": {"kind": "echo"}})
-    with pytest.raises(ConfigError, match="stages.e.kind='echo' has a schema but nothing registered to run it"):
-        pipeline.check_inputs(stages)
+    with pytest.raises(ConfigError, match="stages.e.kind='echo' is not a stage kind; valid kinds: dpo, grpo, rejection, sft"):
+        config({"e": {"kind": "echo"}})
 
 
 def test_a_registered_kind_is_run_by_the_pipeline(echo_kind, tmp_path, monkeypatch):

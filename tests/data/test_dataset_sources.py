@@ -11,10 +11,13 @@ from datasets import Dataset, DatasetDict
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError
 
-from r1lab.config.schema import CountdownTaskConfig, DPOStageConfig, RejectionStageConfig, SFTStageConfig, TaskConfig
-from r1lab.validate import ConfigError, typed_stage
+from r1lab.config.schema import CountdownTaskConfig, TaskConfig
 from r1lab.data.files import SAMPLES_DIR, load_source, load_table
+from r1lab.stages.dpo import DPOStageConfig
+from r1lab.stages.rejection import RejectionStageConfig
+from r1lab.stages.sft import SFTStageConfig
 from r1lab.tasks import build_task
+from r1lab.validate import ConfigError, typed_stage
 
 SMALL = CountdownTaskConfig(num_train=10, num_test=5, num_test_hard=0)  # generated splits kept small
 

@@ -34,7 +34,8 @@ def synthetic_rows(seed: int, vocab: int) -> list[tuple[list[int], list[int]]]:
 
 def run(zero: int, out: Path) -> None:
     from r1lab.algorithms.reduce import LossNorm, reduce_loss
-    from r1lab.config.schema import EngineConfig, GRPOLossConfig, GRPOStageConfig, TinyModelConfig
+    from r1lab.config.schema import EngineConfig, TinyModelConfig
+    from r1lab.stages.grpo import GRPOLossConfig, GRPOStageConfig
     from r1lab.engine import dist
     from r1lab.engine.engine import Engine, OptimSettings
     from r1lab.models.forward import token_logprobs

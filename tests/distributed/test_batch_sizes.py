@@ -4,8 +4,9 @@ from __future__ import annotations
 import pytest
 
 from r1lab.config.errors import ConfigError
-from r1lab.config.schema import GRPOStageConfig, SFTStageConfig
 from r1lab.stages.context import check_batch_sizes
+from r1lab.stages.grpo import GRPOStageConfig
+from r1lab.stages.sft import SFTStageConfig
 
 
 def test_grpo_prompts_per_step_must_divide_over_ranks():

@@ -13,6 +13,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from r1lab.config.store import register_configs
+from r1lab.stages.registry import stage_schemas
 from r1lab.validate import validate
 from r1lab.data.files import SAMPLES_DIR
 from tests.helpers import THREADS
@@ -25,7 +26,7 @@ REQUIRED = {"r1_math": [*MATH_FILES, "stages.cold_start.data=/data/cold_start.js
 
 
 def compose_recipe(name: str, overrides: list[str] = ()):
-    register_configs()
+    register_configs(stage_schemas())
     if not OmegaConf.has_resolver("first"):  # as r1lab.cli.main does
         OmegaConf.register_new_resolver("first", lambda *values: next((v for v in values if v), None))
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base=None):

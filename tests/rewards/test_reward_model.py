@@ -11,7 +11,7 @@ from transformers import LlamaConfig, LlamaForSequenceClassification
 
 import r1lab.rewards
 from r1lab.models.tiny import char_tokenizer
-from r1lab.rewards import (REWARD_PARAMS, REWARDS, build_reward, build_rewards, combine_rewards, get_reward, make_params,
+from r1lab.rewards import (REWARDS, build_reward, build_rewards, combine_rewards, get_reward, make_params,
                            register_reward, reward_model)
 from r1lab.rewards.reward_model import RewardModelParams, RoutedParams, raw_scores
 
@@ -137,14 +137,20 @@ def test_a_reward_set_scores_with_the_rewards_it_was_built_with(rm_path):
         combine_rewards({"reward_model": 1.0}, completions, {})
 
 
-def test_a_new_reward_with_parameters_is_built_by_its_factory(monkeypatch):
+@pytest.fixture
+def scratch_rewards():
+    """Rewards a test registers are unregistered after it."""
+    before = set(REWARDS)
+    yield
+    for name in set(REWARDS) - before:
+        REWARDS.unregister(name)
+
+
+def test_a_new_reward_with_parameters_is_built_by_its_factory(scratch_rewards):
     @dataclass
     class LengthParams:
         target: int = 10  # characters
         scale: float = 1.0
-
-    monkeypatch.setattr(r1lab.rewards.registry, "REWARDS", dict(REWARDS))  # registered for this test only
-    monkeypatch.setattr(r1lab.rewards.registry, "REWARD_PARAMS", dict(REWARD_PARAMS))
 
     @register_reward("length_target", params=LengthParams)
     def make_length_target(params: LengthParams):
@@ -156,6 +162,9 @@ def test_a_new_reward_with_parameters_is_built_by_its_factory(monkeypatch):
     assert combine_rewards(rewards, completions, {}).total.tolist() == [0.0, -3.5]
     with pytest.raises(ValueError, match="unknown parameter 'targte'.*valid: target, scale"):
         build_rewards({"length_target": 1.0}, {"length_target": {"targte": 3}})
+    assert REWARDS.meta("length_target") == {"params": LengthParams, "factory": make_length_target}
+    with pytest.raises(ValueError, match="registered twice"):
+        register_reward("length_target")(lambda completions, **_: torch.zeros(len(completions)))
 
 
 def test_every_public_reward_module_is_imported_with_the_package():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from r1lab.tools import TOOL_CONTEXT, TOOLS, ToolLimits, ToolResult, dispatch, register_tool
+from r1lab.tools import TOOLS, ToolLimits, ToolResult, dispatch, register_tool
 from r1lab.tools.registry import cut
 
 LIMITS = ToolLimits(timeout_s=5, max_result_chars=20)
@@ -29,11 +29,24 @@ def throwaway():
 
     yield
     for name in ("echo", "boom", "bad"):
-        del TOOLS[name], TOOL_CONTEXT[name]
+        TOOLS.unregister(name)
 
 
 def test_the_tools_register_themselves():
     assert {"calculator", "python"} <= set(TOOLS)
+
+
+def test_every_public_tool_module_is_imported_with_the_package():
+    import pkgutil
+
+    import r1lab.tools
+
+    public = {m.name for m in pkgutil.iter_modules(r1lab.tools.__path__) if not m.name.startswith("_")}
+    assert {"calculator", "countdown", "python"} <= public - {"registry"}
+    for name in public:
+        assert hasattr(r1lab.tools, name), name  # imported, so its tools registered themselves
+    assert TOOLS.names() == ["calculator", "countdown", "python"]
+    assert TOOLS.meta("countdown")["context"] == ("numbers", "target") and TOOLS.meta("calculator")["context"] == ()
 
 
 def test_prefix_routes_to_the_named_tool(throwaway):
