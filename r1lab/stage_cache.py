@@ -102,11 +102,23 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+@lru_cache(maxsize=4096)
+def input_sha256(path: str, size: int, mtime_ns: int) -> str:
+    """``file_sha256`` of an input file, hashed once per process while its size and mtime stay
+    (every stage's key names the run's model path: a large local model is read once, not per stage)."""
+    return file_sha256(Path(path))
+
+
 def path_digest(path: Path) -> str:
     """sha256 of a file's bytes, or of a folder's relative paths and file hashes."""
+
+    def digest(p: Path) -> str:
+        st = p.stat()
+        return input_sha256(str(p.resolve()), st.st_size, st.st_mtime_ns)
+
     if path.is_file():
-        return file_sha256(path)
-    lines = [f"{p.relative_to(path).as_posix()}\0{file_sha256(p)}" for p in sorted(path.rglob("*")) if p.is_file()]
+        return digest(path)
+    lines = [f"{p.relative_to(path).as_posix()}\0{digest(p)}" for p in sorted(path.rglob("*")) if p.is_file()]
     return sha256("\n".join(lines))
 
 

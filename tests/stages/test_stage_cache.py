@@ -105,7 +105,7 @@ def test_the_key_holds_what_the_result_depends_on_and_nothing_else(tmp_path):
         keys_of(arm(1e-5, {"data": str(data)}), eval={"every": 2}),  # in-training evaluation writes metrics
     ):
         assert changed["cold"] != base["cold"] and changed["grpo"] != base["grpo"]  # chained
-    data.write_text('{"prompt": "1+1", "response": "3"}\n')  # same path, new content
+    data.write_text('{"prompt": "1+1", "response": "33"}\n')  # same path, new content
     assert keys_of(arm(1e-5, {"data": str(data)}))["cold"] != base["cold"]
 
 
@@ -113,10 +113,10 @@ def test_a_changed_data_file_misses(tmp_path, fakes, capsys):
     data, cache = tmp_path / "traces.jsonl", tmp_path / "cache"
     data.write_text('{"prompt": "1+1", "response": "2"}\n')
     run_arm(tmp_path / "0", cache, arm(1e-5, {"data": str(data)}))
-    data.write_text('{"prompt": "1+1", "response": "3"}\n')
+    data.write_text('{"prompt": "1+1", "response": "33"}\n')
     run_arm(tmp_path / "1", cache, arm(1e-5, {"data": str(data)}))
     assert builds(fakes).count("t cold") == 2 and "cache hit" not in capsys.readouterr().out
-    assert (tmp_path / "1/stages/01-cold/checkpoint/model.bin").read_text().endswith('"response": "3"}\n')
+    assert (tmp_path / "1/stages/01-cold/checkpoint/model.bin").read_text().endswith('"response": "33"}\n')
 
 
 @pytest.mark.parametrize("damage", ["truncated", "missing_file", "no_manifest", "half_written"])
