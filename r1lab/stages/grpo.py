@@ -23,7 +23,7 @@ from typing import Any, Optional
 
 import torch
 
-from r1lab.algorithms.advantages import ADVANTAGES, AdvantageConfig, compute_advantages
+from r1lab.algorithms.advantages import ADVANTAGES, AdvantageConfig
 from r1lab.algorithms.kl import KL_ESTIMATORS, KLConfig
 from r1lab.algorithms.policy_loss import POLICY_LOSSES, PolicyLossConfig
 from r1lab.algorithms.reduce import REDUCTIONS
@@ -35,20 +35,7 @@ from r1lab.models.load import load_model
 from r1lab.models.lora import is_lora
 from r1lab.rewards import REWARDS, build_rewards, make_params
 from r1lab.stages.context import StageContext, per_rank
-from r1lab.stages.grpo_steps import (
-    build_train_batch,
-    collect_rollout,
-    completion_rows,
-    drawn_prompt_ids,
-    entropy_term_weights,
-    grpo_rounds,
-    kl_penalised_rewards,
-    loss_normaliser,
-    loss_token_counts,
-    policy_update,
-    step_metrics,
-    trained_rows,
-)
+from r1lab.stages.grpo_steps import collect_rollout, completion_rows, drawn_prompt_ids, grpo_rounds, train_on_rollout
 from r1lab.stages.registry import register_stage
 
 PROMPTS_FILE = "prompts.json"  # <stage_dir>/prompts.json: {"draws": n, "prompt_ids": [...]}
@@ -149,11 +136,61 @@ MOVED_GRPO_FIELDS = {
 
 
 def run_grpo(ctx: StageContext) -> None:
-    cfg, template = ctx.cfg, ctx.run.model.template
+    cfg, run = ctx.cfg, setup_grpo(ctx)
+    engine, tokenizer, rollout_engine, rounds, tracker = run.engine, run.tokenizer, run.rollout_engine, run.rounds, run.tracker
+    draws, empty_steps = run.draws, 0
+    try:
+        while engine.step < run.total_updates:
+            step = engine.step // cfg.updates_per_batch
+            t_step = time.time()
+            collected = collect_rollout(rounds, cfg, draws)
+            rollout_engine.sleep()  # CUDA vLLM: its memory is the update's until the next rollout
+            draws, rollout = collected.draws, collected.rollout
+            if rollout.num_groups == 0:
+                empty_steps = count_empty_step(empty_steps, f"stages.{ctx.stage.name}", cfg.max_sampling_rounds)
+                continue
+            empty_steps = 0
+            metrics, advantages = train_on_rollout(engine, run.reference, collected, cfg, step, tokenizer.pad_token_id,
+                                                   run.correctness, t_step)
+            if rollout_engine.pushes_weights:  # engines that hold a copy of the weights
+                metrics["time_weight_push"] = rollout_engine.seconds_last_push
+            metrics.update(rounds.step_figures())  # separate placement: version lag, waits, worker idle, weight sync
+            tracker.log(step + 1, metrics)
+            every = ctx.run.tracking.completions_every
+            if every and (step + 1) % every == 0:
+                tracker.log_completions(step + 1, "train", completion_rows(rollout, tokenizer, ctx.run.tracking.completions_rows, advantages))
+            ctx.after_step(engine, tracker, tokenizer, step + 1, cfg.steps, {"draws": draws}, rollout=rollout_engine,
+                           rank_files={ROUNDS_FILE: rounds.checkpoint} if run.separate else None)
+    finally:  # an error too: workers stop, a push in flight ends before the process does
+        rounds.close()
+        rollout_engine.close()
+    write_prompt_record(ctx, run.train, draws)
+    ctx.finish(engine, tracker, tokenizer)
+
+
+@dataclass
+class GRPORun:
+    """What the loop of `run_grpo` works with, built once by `setup_grpo`."""
+
+    engine: Any  # the training engine (r1lab.engine.Engine)
+    tokenizer: Any
+    reference: Optional[torch.nn.Module]  # the KL's frozen reference (None: no KL; LoRA: the policy itself)
+    train: Any  # the task's training split (a datasets.Dataset)
+    tracker: Any
+    correctness: str  # the task's correctness reward (accuracy)
+    rollout_engine: Any  # sampling goes through it alone
+    rounds: Any  # grpo_rounds: in place, or ahead on rollout workers
+    separate: bool  # rollout.placement=separate: the rounds in flight are saved with checkpoints
+    draws: int  # sampling rounds drawn so far (the position in the prompt stream, restored on resume)
+    total_updates: int  # steps x updates_per_batch optimizer steps
+
+
+def setup_grpo(ctx: StageContext) -> GRPORun:
+    """Policy, engine (resumed), reference, tracker, rewards, rollout engine and the sampling rounds."""
+    cfg = ctx.cfg
     model, tokenizer = ctx.load_policy()
     train = ctx.task.split("train")
     per_rank(cfg.prompts_per_step, f"stages.{ctx.stage.name}.prompts_per_step")
-    G = cfg.samples_per_prompt
     total_updates = cfg.steps * cfg.updates_per_batch
     engine = ctx.engine(model, total_updates)
     reference = None
@@ -163,78 +200,26 @@ def run_grpo(ctx: StageContext) -> None:
     state = engine.load(ctx.resume_dir) or {}
     draws = int(state.get("draws", engine.step // cfg.updates_per_batch))  # sampling rounds so far
     tracker = ctx.tracker(cfg.steps, start_step=engine.step // cfg.updates_per_batch)
-    pad = tokenizer.pad_token_id
     correctness = ctx.task.correctness_reward
     # zero-weighted components are computed for the metrics only; rewards with parameters are built from reward_params
     reward_weights = build_rewards({correctness: 0.0, "format": 0.0, **cfg.rewards}, cfg.reward_params)
-    placement = ctx.run.rollout.placement
-    rollout_engine = ctx.rollout_engine(engine.module, tokenizer, engine, placement=placement)  # sampling goes through it alone
-    rounds = grpo_rounds(rollout_engine, engine, tokenizer, ctx.task, template, train, cfg, reward_weights,
-                         ctx.run.rollout.max_staleness if placement == "separate" else None)
+    separate = ctx.run.rollout.placement == "separate"
+    rollout_engine = ctx.rollout_engine(engine.module, tokenizer, engine, placement=ctx.run.rollout.placement)
+    rounds = grpo_rounds(rollout_engine, engine, tokenizer, ctx.task, ctx.run.model.template, train, cfg, reward_weights,
+                         ctx.run.rollout.max_staleness if separate else None)
     rounds.restore(engine.load_rank_file(ROUNDS_FILE) or {})  # the rounds a checkpoint saved in flight
-    empty_steps = 0
+    return GRPORun(engine, tokenizer, reference, train, tracker, correctness, rollout_engine, rounds, separate, draws, total_updates)
 
-    try:
-        while engine.step < total_updates:
-            step = engine.step // cfg.updates_per_batch
-            t_step = time.time()
-            collected = collect_rollout(rounds, cfg, draws)
-            rollout_engine.sleep()  # CUDA vLLM: its memory is the update's until the next rollout
-            draws, rollout = collected.draws, collected.rollout
-            if rollout.num_groups == 0:
-                empty_steps += 1
-                if empty_steps >= MAX_EMPTY_STEPS:
-                    raise RuntimeError(
-                        f"stages.{ctx.stage.name}: dynamic sampling found no group with varied rewards in "
-                        f"{empty_steps} steps x {cfg.max_sampling_rounds} rounds; raise max_sampling_rounds or set dynamic_sampling=false"
-                    )
-                continue
-            empty_steps = 0
-            t_gen = time.time()
 
-            loss_tokens = loss_token_counts(rollout, cfg.overlong)
-            rewards = rollout.rewards
-            if reference is not None and cfg.kl.in_reward:
-                rewards = kl_penalised_rewards(engine.module, reference, rollout, loss_tokens, cfg, pad, engine.device)
-            advantages = compute_advantages(
-                rewards.view(-1, G), cfg.advantage,
-                lengths=torch.tensor([len(c) for c in rollout.completions]).view(-1, G), truncated=rollout.truncated.view(-1, G),
-            ).view(-1)  # [N]
-            entropy_coef = cfg.entropy_coef if step >= cfg.entropy_from_step else 0.0
-            entropy_weight = entropy_term_weights(advantages, entropy_coef, cfg.entropy_sample_fraction, cfg.seed, step, dist.rank())
-            rows = trained_rows(advantages, entropy_weight, kl_in_loss=reference is not None and not cfg.kl.in_reward)
-            batch = build_train_batch(rollout, rows, loss_tokens, cfg, pad, engine.module, reference, engine.device)
-            t_score = time.time()
-
-            norm = loss_normaliser(rollout.num_groups * G, loss_tokens, cfg.max_new_tokens)
-            sums = policy_update(engine, batch, advantages, norm, cfg, entropy_coef, entropy_weight)
-            t_train = time.time()
-
-            metrics = step_metrics(rollout, rewards, correctness, sums, norm, G, t_train - t_score, cfg.updates_per_batch)
-            metrics.update({
-                "lr": engine.lr(),
-                "grad_norm": engine.grad_norm(),
-                "nonfinite_steps": engine.nonfinite_steps,
-                "sampling_rounds": collected.rounds,
-                "kept_group_fraction": rollout.num_groups / max(1, collected.sampled_groups),
-                "time_logprobs_advantages": t_score - t_gen,
-                "time_train": t_train - t_score,
-                "time_step": t_train - t_step,  # the whole step: sampling (or waiting for it), scoring, update
-            })
-            if rollout_engine.pushes_weights:  # engines that hold a copy of the weights
-                metrics["time_weight_push"] = rollout_engine.seconds_last_push
-            metrics.update(rounds.step_figures())  # separate placement: version lag, waits, worker idle, weight sync
-            tracker.log(step + 1, metrics)
-            every = ctx.run.tracking.completions_every
-            if every and (step + 1) % every == 0:
-                tracker.log_completions(step + 1, "train", completion_rows(rollout, tokenizer, ctx.run.tracking.completions_rows, advantages))
-            ctx.after_step(engine, tracker, tokenizer, step + 1, cfg.steps, {"draws": draws}, rollout=rollout_engine,
-                           rank_files={ROUNDS_FILE: rounds.checkpoint} if placement == "separate" else None)
-    finally:  # an error too: workers stop, a push in flight ends before the process does
-        rounds.close()
-        rollout_engine.close()
-    write_prompt_record(ctx, train, draws)
-    ctx.finish(engine, tracker, tokenizer)
+def count_empty_step(empty_steps: int, where: str, max_sampling_rounds: int) -> int:
+    """One more consecutive step in which dynamic sampling kept no group; fail after ``MAX_EMPTY_STEPS``."""
+    empty_steps += 1
+    if empty_steps >= MAX_EMPTY_STEPS:
+        raise RuntimeError(
+            f"{where}: dynamic sampling found no group with varied rewards in "
+            f"{empty_steps} steps x {max_sampling_rounds} rounds; raise max_sampling_rounds or set dynamic_sampling=false"
+        )
+    return empty_steps
 
 
 def write_prompt_record(ctx: StageContext, train, draws: int) -> None:

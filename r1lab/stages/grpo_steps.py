@@ -1,6 +1,7 @@
 """The named steps of one GRPO step, each a plain function a test can call with a tiny model.
 
-`r1lab.stages.grpo.run_grpo` calls them in this order::
+A GRPO step runs them in this order (`r1lab.stages.grpo.run_grpo` calls the first two, then
+`train_on_rollout`, which runs the rest)::
 
     grpo_rounds            where sampling rounds come from: in place, or ahead on rollout workers
     collect_rollout        sample groups for this step's prompts (DAPO's dynamic sampling: top up)
@@ -10,7 +11,8 @@
     trained_rows           the sequences that have a gradient at all
     build_train_batch      micro-batches, equal in number on every rank, with their fixed log-probs
     loss_normaliser        the global sequence and token counts every rank divides by
-    policy_update          forward, loss, backward over the micro-batches, ``updates_per_batch`` times
+    policy_update          forward, loss (r1lab.algorithms.grpo_objective), backward over the
+                           micro-batches, ``updates_per_batch`` times
     step_metrics           the step's figures, summed over ranks by name
 
 Shapes: N = this rank's sequences (groups x samples_per_prompt); per micro-batch, ``[b, T]``
@@ -18,6 +20,7 @@ token rows and ``[b, T-1]`` per-token values (entry t is about token t+1).
 """
 from __future__ import annotations
 
+import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 
@@ -25,7 +28,7 @@ import numpy as np
 import torch
 from datasets import Dataset
 
-from r1lab.algorithms.advantages import group_stats
+from r1lab.algorithms.advantages import compute_advantages, group_stats
 from r1lab.algorithms.grpo_objective import grpo_objective
 from r1lab.algorithms.kl import kl_penalty_in_reward
 from r1lab.algorithms.reduce import LossNorm
@@ -341,6 +344,50 @@ def add_update_figures(sums: UpdateSums, figures: dict[str, float]) -> None:
         sums.ratio_max = max(sums.ratio_max, figures["mismatch/ratio_max"])
         for key in sums.mismatch:
             sums.mismatch[key] += figures[f"mismatch/{key}"]
+
+
+# --- 4b. one step's training, on its rollout -----------------------------------------------------
+
+
+def train_on_rollout(
+    engine, reference, collected: CollectedRollout, cfg, step: int, pad_id: int, correctness: str, t_step: float,
+) -> tuple[dict[str, float], torch.Tensor]:
+    """Steps 2 to 5 on this step's groups (``collected``, from `collect_rollout`): loss tokens, the
+    KL in the reward, advantages, the rows to train, the train batch, the normaliser, the update
+    and the step's figures with its timings (``t_step``: when the step began). Returns the figures
+    (those of the rollout engine and the rounds are the caller's) and the ``[N]`` advantages."""
+    rollout, G = collected.rollout, cfg.samples_per_prompt
+    t_gen = time.time()
+    loss_tokens = loss_token_counts(rollout, cfg.overlong)
+    rewards = rollout.rewards
+    if reference is not None and cfg.kl.in_reward:
+        rewards = kl_penalised_rewards(engine.module, reference, rollout, loss_tokens, cfg, pad_id, engine.device)
+    advantages = compute_advantages(
+        rewards.view(-1, G), cfg.advantage,
+        lengths=torch.tensor([len(c) for c in rollout.completions]).view(-1, G), truncated=rollout.truncated.view(-1, G),
+    ).view(-1)  # [N]
+    entropy_coef = cfg.entropy_coef if step >= cfg.entropy_from_step else 0.0
+    entropy_weight = entropy_term_weights(advantages, entropy_coef, cfg.entropy_sample_fraction, cfg.seed, step, dist.rank())
+    rows = trained_rows(advantages, entropy_weight, kl_in_loss=reference is not None and not cfg.kl.in_reward)
+    batch = build_train_batch(rollout, rows, loss_tokens, cfg, pad_id, engine.module, reference, engine.device)
+    t_score = time.time()
+
+    norm = loss_normaliser(rollout.num_groups * G, loss_tokens, cfg.max_new_tokens)
+    sums = policy_update(engine, batch, advantages, norm, cfg, entropy_coef, entropy_weight)
+    t_train = time.time()
+
+    metrics = step_metrics(rollout, rewards, correctness, sums, norm, G, t_train - t_score, cfg.updates_per_batch)
+    metrics.update({
+        "lr": engine.lr(),
+        "grad_norm": engine.grad_norm(),
+        "nonfinite_steps": engine.nonfinite_steps,
+        "sampling_rounds": collected.rounds,
+        "kept_group_fraction": rollout.num_groups / max(1, collected.sampled_groups),
+        "time_logprobs_advantages": t_score - t_gen,
+        "time_train": t_train - t_score,
+        "time_step": t_train - t_step,  # the whole step: sampling (or waiting for it), scoring, update
+    })
+    return metrics, advantages
 
 
 # --- 5. metrics ----------------------------------------------------------------------------------
