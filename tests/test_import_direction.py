@@ -12,10 +12,11 @@ layer  units                                         why here
 =====  ============================================  =============================================
 0      ``r1lab`` (the root ``__init__``),             Pure maths on tensors and text; they import
        ``r1lab.registry``, ``r1lab.algorithms``,      nothing else of r1lab. They sit *below*
-       ``r1lab.rewards``                              config because ``config.schema`` embeds the
+       ``r1lab.rewards``                              config because the schemas embed the
                                                      algorithms' own ``*Config`` dataclasses (a
-                                                     component owns its config; config collects
-                                                     them), so they must not import config back.
+                                                     component owns its config; the stage
+                                                     schemas collect them), so they must not
+                                                     import config back.
                                                      ``registry`` (the one ``Registry`` type and
                                                      plugin discovery) imports nothing of r1lab;
                                                      its peers may import it (every kind of part
