@@ -15,12 +15,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from r1lab.config.errors import ConfigError
 from r1lab.config.schema import RunConfig
-from r1lab.tasks import TASKS
-from r1lab.tasks.countdown_traces import TRACE_TOOLS
 from r1lab.models.templates import TEMPLATES
 from r1lab.rollout.engine import ROLLOUT_ENGINES
 from r1lab.rollout.wire import parse_address
 from r1lab.stages.registry import Stage, typed_stage
+from r1lab.tasks import TASKS
+from r1lab.tasks.countdown_traces import TRACE_TOOLS
 from r1lab.tools import TOOLS
 
 __all__ = ["ConfigError", "Stage", "check_rollout", "check_stage", "check_tools", "typed_stage", "validate"]
