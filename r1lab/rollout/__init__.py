@@ -1,1 +1,2 @@
-"""Rollout: sampling completions from the policy (HF backend; a vLLM backend would share `generate`'s interface)."""
+"""Rollout: sampling completions from the policy through one seam, `engine.RolloutEngine` (its
+subclasses: ``hf_engine``, ``vllm_engine``, the rollout workers of ``remote``)."""
