@@ -17,7 +17,7 @@ from omegaconf.errors import ConfigKeyError
 
 from r1lab import pipeline, stage_cache
 from r1lab.config.schema import RunConfig
-from tests.helpers import MICRO, REPO, run_cli
+from tests.helpers import MICRO, RENDEZVOUS_VARIABLES, REPO, run_cli
 
 from .stage_cache_job import STAGES, Fakes, config, fake_evaluate_into, fake_grpo, fake_sft
 
@@ -150,7 +150,8 @@ def test_two_jobs_at_once_build_the_stage_once(tmp_path):
     """Job A builds the cold start and is held inside it; job B, started meanwhile, waits on the
     lock; A finishes and publishes; B hits."""
     cache, log, gate = tmp_path / "cache", tmp_path / "builds.txt", tmp_path / "gate"
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    # an in-process engine of an earlier test on this xdist worker may have left rendezvous variables
+    env = {**{k: v for k, v in os.environ.items() if k not in RENDEZVOUS_VARIABLES}, "PYTHONPATH": str(REPO)}
 
     def job(name: str, *extra: str):
         out = open(tmp_path / f"{name}.log", "w")
