@@ -41,6 +41,8 @@ LONG_FIRST = [
     "tests/rollout/test_async_rollouts.py",
     "tests/distributed/test_vllm_zero3.py",  # ~60 s, torchrun: 4th
     "tests/eval/test_studies.py",  # ~100 s
+    "tests/test_contributor_package.py",  # ~70 s
+    "tests/stages/test_stage_cache.py",
     "tests/models/test_packaged_model.py",  # ~85 s
     "tests/test_cli_errors.py",  # ~80 s
     "tests/recipes/test_recipes.py",  # ~75 s
