@@ -15,6 +15,10 @@ SEED_STREAMS: dict[str, Callable[[int, int, int], int]] = {
     "grpo/sampling": lambda seed, step, rank: seed * 1_000_003 + step * 1009 + rank,
     # GRPO's subsample of zero-advantage rows that run for the entropy term
     "grpo/entropy": lambda seed, step, rank: (seed * 1009 + rank) * 1_000_003 + step * 7919 + 17,
+    # GRPO curricula (r1lab.stages.curriculum), the same on every rank: the shuffle within each
+    # difficulty level of epoch ``step``; the adaptive draw of sampling round ``step``
+    "grpo/curriculum_epoch": lambda seed, step, rank: (seed * 104_729 + step * 1_000_003 + 53) % (2**63 - 1),
+    "grpo/curriculum_draw": lambda seed, step, rank: (seed * 104_729 + step * 1_000_003 + 59) % (2**63 - 1),
     # rejection sampling and DPO pair sampling: one pass
     "sampled_prompts": lambda seed, step, rank: seed * 1_000_003 + step * 1009 + rank,
     # multi-turn rollouts: turn t >= 1 of a draw seeded ``seed`` (turn 0 uses ``seed`` itself)

@@ -10,6 +10,8 @@ One step = one rollout batch of ``prompts_per_step`` prompts (global) x ``sample
 then ``updates_per_batch`` optimizer steps on it (micro-batches accumulated). With one update
 the "old" log-probs are the current ones detached (ratio exactly 1, no extra forward pass).
 The loop below calls the named steps of `r1lab.stages.grpo_steps`, each testable alone.
+Which prompts a round draws is the ``curriculum``'s (`r1lab.stages.curriculum`): by default the
+shuffled stream r1lab always drew; easy -> hard, or reward-adaptive, on request.
 
 Output: ``checkpoint/`` and ``prompts.json``, the ids of every training prompt the stage drew
 (dynamic sampling draws several rounds a step), which rejection sampling reads to sample only
@@ -35,7 +37,8 @@ from r1lab.models.load import load_model
 from r1lab.models.lora import is_lora
 from r1lab.rewards import REWARDS, build_rewards, make_params
 from r1lab.stages.context import StageContext, per_rank
-from r1lab.stages.grpo_steps import collect_rollout, completion_rows, drawn_prompt_ids, grpo_rounds, train_on_rollout
+from r1lab.stages.curriculum import CurriculumConfig, PromptSampler, build_sampler
+from r1lab.stages.grpo_steps import collect_rollout, completion_rows, grpo_rounds, train_on_rollout
 from r1lab.stages.registry import register_stage
 
 PROMPTS_FILE = "prompts.json"  # <stage_dir>/prompts.json: {"draws": n, "prompt_ids": [...]}
@@ -82,6 +85,8 @@ class GRPOStageConfig(StageConfig):
     entropy_sample_fraction: float = 1.0
     logprob_chunk: int = 1024  # positions per chunk when computing log-probs (bounds logits memory)
     tools: ToolsConfig = field(default_factory=ToolsConfig)  # tools the rollouts may call (multi-turn); default none
+    # which prompts each round draws: none (the shuffled stream) | difficulty (easy -> hard) | adaptive (near 50% success)
+    curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
     # reward name -> its parameters, for the rewards that take some (each one's params dataclass in
     # r1lab.rewards: RewardModelParams, RoutedParams), e.g. {reward_model: {path: my/rm, batch_size: 16}}
     reward_params: dict[str, Any] = field(default_factory=dict)
@@ -110,6 +115,7 @@ class GRPOStageConfig(StageConfig):
                 )
         if not self.rewards:
             raise ValueError(f"stages.{name}.rewards is empty; e.g. rewards: {{countdown: 1.0}}")
+        self.curriculum.check(f"stages.{name}.curriculum")
         for field_, value, registry in (
             ("advantage.name", self.advantage.name, ADVANTAGES.names()),
             ("loss.name", self.loss.name, POLICY_LOSSES.names()),
@@ -143,7 +149,7 @@ def run_grpo(ctx: StageContext) -> None:
         while engine.step < run.total_updates:
             step = engine.step // cfg.updates_per_batch
             t_step = time.time()
-            collected = collect_rollout(rounds, cfg, draws)
+            collected = collect_rollout(rounds, cfg, draws, run.sampler)
             rollout_engine.sleep()  # CUDA vLLM: its memory is the update's until the next rollout
             draws, rollout = collected.draws, collected.rollout
             if rollout.num_groups == 0:
@@ -155,16 +161,17 @@ def run_grpo(ctx: StageContext) -> None:
             if rollout_engine.pushes_weights:  # engines that hold a copy of the weights
                 metrics["time_weight_push"] = rollout_engine.seconds_last_push
             metrics.update(rounds.step_figures())  # separate placement: version lag, waits, worker idle, weight sync
+            metrics.update(collected.curriculum)  # curriculum/*: none without a curriculum
             tracker.log(step + 1, metrics)
             every = ctx.run.tracking.completions_every
             if every and (step + 1) % every == 0:
                 tracker.log_completions(step + 1, "train", completion_rows(rollout, tokenizer, ctx.run.tracking.completions_rows, advantages))
-            ctx.after_step(engine, tracker, tokenizer, step + 1, cfg.steps, {"draws": draws}, rollout=rollout_engine,
+            ctx.after_step(engine, tracker, tokenizer, step + 1, cfg.steps, resume_state(draws, run.sampler), rollout=rollout_engine,
                            rank_files={ROUNDS_FILE: rounds.checkpoint} if run.separate else None)
     finally:  # an error too: workers stop, a push in flight ends before the process does
         rounds.close()
         rollout_engine.close()
-    write_prompt_record(ctx, run.train, draws)
+    write_prompt_record(ctx, run.train, draws, run.sampler)
     ctx.finish(engine, tracker, tokenizer)
 
 
@@ -183,6 +190,7 @@ class GRPORun:
     separate: bool  # rollout.placement=separate: the rounds in flight are saved with checkpoints
     draws: int  # sampling rounds drawn so far (the position in the prompt stream, restored on resume)
     total_updates: int  # steps x updates_per_batch optimizer steps
+    sampler: PromptSampler  # which prompts each round draws (curriculum; its state is resumed)
 
 
 def setup_grpo(ctx: StageContext) -> GRPORun:
@@ -199,6 +207,8 @@ def setup_grpo(ctx: StageContext) -> GRPORun:
         reference = engine.module if is_lora(engine.module) else load_model(ctx.start_model, ctx.run.model).to(engine.device).eval().requires_grad_(False)
     state = engine.load(ctx.resume_dir) or {}
     draws = int(state.get("draws", engine.step // cfg.updates_per_batch))  # sampling rounds so far
+    sampler = build_sampler(cfg.curriculum, train, ctx.task, cfg.prompts_per_step, cfg.seed, f"stages.{ctx.stage.name}.curriculum")
+    sampler.load_state_dict(state.get("curriculum") or {})  # before the rounds: a restored round's prompts are the sampler's
     tracker = ctx.tracker(cfg.steps, start_step=engine.step // cfg.updates_per_batch)
     correctness = ctx.task.correctness_reward
     # zero-weighted components are computed for the metrics only; rewards with parameters are built from reward_params
@@ -206,9 +216,17 @@ def setup_grpo(ctx: StageContext) -> GRPORun:
     separate = ctx.run.rollout.placement == "separate"
     rollout_engine = ctx.rollout_engine(engine.module, tokenizer, engine, placement=ctx.run.rollout.placement)
     rounds = grpo_rounds(rollout_engine, engine, tokenizer, ctx.task, ctx.run.model.template, train, cfg, reward_weights,
-                         ctx.run.rollout.max_staleness if separate else None)
+                         ctx.run.rollout.max_staleness if separate else None, sampler)
     rounds.restore(engine.load_rank_file(ROUNDS_FILE) or {})  # the rounds a checkpoint saved in flight
-    return GRPORun(engine, tokenizer, reference, train, tracker, correctness, rollout_engine, rounds, separate, draws, total_updates)
+    return GRPORun(engine, tokenizer, reference, train, tracker, correctness, rollout_engine, rounds, separate, draws, total_updates,
+                   sampler)
+
+
+def resume_state(draws: int, sampler: PromptSampler) -> dict[str, Any]:
+    """What a resumable checkpoint saves of the prompt stream: the rounds drawn, and the
+    curriculum's state when it has one (an adaptive one's estimates)."""
+    state = sampler.state_dict()
+    return {"draws": draws, "curriculum": state} if state else {"draws": draws}
 
 
 def count_empty_step(empty_steps: int, where: str, max_sampling_rounds: int) -> int:
@@ -222,10 +240,10 @@ def count_empty_step(empty_steps: int, where: str, max_sampling_rounds: int) -> 
     return empty_steps
 
 
-def write_prompt_record(ctx: StageContext, train, draws: int) -> None:
+def write_prompt_record(ctx: StageContext, train, draws: int, sampler: PromptSampler) -> None:
     """``<stage_dir>/prompts.json``: every training prompt the stage drew, for later stages."""
     if dist.is_main():
-        ids = drawn_prompt_ids(train, draws, ctx.cfg.prompts_per_step, ctx.cfg.seed)
+        ids = sampler.drawn_ids(train, draws)
         write_json_atomic(ctx.stage_dir / PROMPTS_FILE, {"draws": draws, "prompt_ids": ids})
 
 

@@ -43,7 +43,8 @@ from r1lab.rollout.groups import GroupRequest, Rollout, group_request, score_gro
 from r1lab.rollout.rounds import AheadRounds, InPlaceRounds, RoundSpec
 from r1lab.rollout.sampler import SamplingParams
 from r1lab.rollout.tool_calls import tool_figures, tool_sums
-from r1lab.stages.context import length_grouped, step_indices
+from r1lab.stages.context import length_grouped
+from r1lab.stages.curriculum import CurriculumConfig, PromptSampler
 
 MISMATCH_SUMS = ("tokens", "abs_logp_diff", "kl", "weight_sum", "zeroed_tokens")
 
@@ -117,21 +118,24 @@ class CollectedRollout:
     draws: int  # sampling rounds drawn so far, this step's included (the position in the prompt stream)
     rounds: int  # sampling rounds this step
     sampled_groups: int  # groups this rank sampled this step, before dynamic sampling kept some
+    curriculum: dict[str, float] = field(default_factory=dict)  # the prompt sampler's curriculum/* figures ({}: mode none)
 
 
 def grpo_rounds(
     rollout_engine, engine, tokenizer, task: Task, template: str, train: Dataset, cfg, reward_weights: dict[str, float],
-    max_staleness: int | None = None,
+    max_staleness: int | None = None, sampler: PromptSampler | None = None,
 ):
     """Where this rank's sampling rounds come from: drawn in place from the live policy
     (`InPlaceRounds`), or, with ``max_staleness`` set (``rollout.placement=separate``), up to that
     many rounds ahead on the rollout workers (`AheadRounds`). ``engine``: the training engine
-    (its mode is switched for sampling in place; its step is the policy version)."""
+    (its mode is switched for sampling in place; its step is the policy version). ``sampler``:
+    which prompts each round draws (`r1lab.stages.curriculum`; None: the shuffled stream)."""
     rank_prompts = cfg.prompts_per_step // dist.world_size()
     sampling = SamplingParams(cfg.max_new_tokens, cfg.temperature, cfg.top_p)
+    sampler = sampler or PromptSampler(CurriculumConfig(), train, task, cfg.prompts_per_step, cfg.seed)
 
     def spec(draw: int) -> RoundSpec:
-        idx = step_indices(draw, cfg.prompts_per_step, len(train), cfg.seed)
+        idx = sampler.indices(draw)  # [prompts_per_step], all ranks: this rank takes its slice
         rows = train.select(idx[dist.rank() * rank_prompts : (dist.rank() + 1) * rank_prompts].tolist())
         request = group_request(tokenizer, task, template, list(rows), cfg.samples_per_prompt, cfg.tools)
         return RoundSpec(request, sampling, derive_seed(cfg.seed, "grpo/sampling", draw, dist.rank()), cfg.tools)
@@ -144,11 +148,12 @@ def grpo_rounds(
     return AheadRounds(rollout_engine, spec, score, max_staleness, lambda: engine.step, cfg.updates_per_batch)
 
 
-def collect_rollout(rounds, cfg, draws: int) -> CollectedRollout:
+def collect_rollout(rounds, cfg, draws: int, sampler: PromptSampler | None = None) -> CollectedRollout:
     """This step's groups: the next round of ``rounds`` (`grpo_rounds`), this rank's prompts of it.
 
-    Each round takes the next ``prompts_per_step`` prompts of the stream (`step_indices` at
-    ``draws``; this rank its slice). With ``dynamic_sampling`` (DAPO), groups whose rewards are all
+    Each round takes the next ``prompts_per_step`` prompts of the stream (``sampler.indices`` at
+    ``draws``, the sampler `grpo_rounds` was given; this rank its slice), and ``sampler`` sees
+    each consumed round before any group is dropped (an adaptive curriculum learns from it). With ``dynamic_sampling`` (DAPO), groups whose rewards are all
     equal are dropped and rounds continue until this rank has ``prompts_per_step / world`` groups
     or ``max_sampling_rounds`` are spent; then every rank keeps the smallest count any rank has,
     so all ranks train on the same number of groups (ZeRO's collectives need equal passes).
@@ -157,6 +162,8 @@ def collect_rollout(rounds, cfg, draws: int) -> CollectedRollout:
     parts, sampled_groups = [], 0
     for _ in range(cfg.max_sampling_rounds if cfg.dynamic_sampling else 1):
         part = rounds.get(draws)
+        if sampler is not None:
+            sampler.seen(draws, part)
         draws += 1
         sampled_groups += part.num_groups
         parts.append(part.keep_groups(part.varied_groups()) if cfg.dynamic_sampling else part)
@@ -165,16 +172,14 @@ def collect_rollout(rounds, cfg, draws: int) -> CollectedRollout:
     rollout = Rollout.concat(parts)
     num_groups = min(min(dist.all_gather_objects(rollout.num_groups)), rank_prompts)
     rollout = rollout.keep_groups(torch.arange(rollout.num_groups) < num_groups)
-    return CollectedRollout(rollout, draws, len(parts), sampled_groups)
+    figures = sampler.sync() if sampler is not None else {}  # every rank: an adaptive sampler gathers here
+    return CollectedRollout(rollout, draws, len(parts), sampled_groups, figures)
 
 
 def drawn_prompt_ids(train: Dataset, draws: int, prompts_per_step: int, seed: int) -> list[str]:
-    """Ids of every prompt the first ``draws`` sampling rounds drew (all ranks), in draw order, once each."""
-    ids, seen = train["id"], {}
-    for d in range(draws):
-        for i in step_indices(d, prompts_per_step, len(train), seed):
-            seen.setdefault(ids[int(i)], None)
-    return list(seen)
+    """Ids of every prompt the first ``draws`` sampling rounds of the shuffled stream drew (all
+    ranks), in draw order, once each (a curriculum's: its sampler's ``drawn_ids``)."""
+    return PromptSampler(CurriculumConfig(), train, None, prompts_per_step, seed).drawn_ids(train, draws)
 
 
 # --- 2. rewards and advantages -------------------------------------------------------------------
