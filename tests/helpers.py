@@ -49,6 +49,26 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: int = 600) -> subproce
     return subprocess.run([R1LAB, *args], cwd=cwd or REPO, env=env, capture_output=True, text=True, timeout=timeout)
 
 
+def run_cli_forked(cases: list[tuple[list[str], Path | None]], work: Path, timeout: int = 600) -> list[subprocess.CompletedProcess]:
+    """``run_cli(*args, cwd=cwd)`` for each ``(args, cwd)`` of ``cases``, all from one process that
+    imports r1lab once and forks a child per case (`tests.cli_forks`): for runs that stop at start-up."""
+    import json
+
+    work.mkdir(parents=True, exist_ok=True)
+    spec = [{"args": list(args), "cwd": str(cwd or REPO), "out": str(work / f"case{i}")} for i, (args, cwd) in enumerate(cases)]
+    (work / "cases.json").write_text(json.dumps(spec))
+    env = {**{k: v for k, v in os.environ.items() if k not in RENDEZVOUS_VARIABLES}, "PYTHONPATH": str(REPO),
+           "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "offline", "OMP_NUM_THREADS": str(THREADS)}
+    runner = subprocess.run([sys.executable, "-m", "tests.cli_forks", str(work / "cases.json")], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=timeout)
+    assert runner.returncode == 0, runner.stderr[-3000:]
+    out = []
+    for case in spec:
+        read = lambda suffix: open(case["out"] + suffix).read()  # noqa: E731
+        out.append(subprocess.CompletedProcess(["r1lab", *case["args"]], int(read(".rc")), read(".stdout"), read(".stderr")))
+    return out
+
+
 def wait_for(predicate, proc: subprocess.Popen, timeout: float = 240, poll: float = 0.01) -> None:
     """Poll ``predicate`` while ``proc`` runs; fail with its output if it ends first, kill it on timeout."""
     deadline = time.time() + timeout

@@ -1,12 +1,16 @@
-"""Bad input stops at start-up with one line naming the field, and a non-zero exit code."""
+"""Bad input stops at start-up with one line naming the field, and a non-zero exit code.
+
+Every command line here stops at start-up, so they all run in one process that imports r1lab
+once and forks a child per command line (`tests.helpers.run_cli_forked`, the console script's
+own `r1lab.cli.main`): ~13 command lines in the time of two cold starts."""
+from pathlib import Path
+
 import pytest
 
-from tests.helpers import MICRO, run_cli
+from tests.helpers import MICRO, run_cli_forked
 
 
-@pytest.mark.parametrize(
-    "args, expected",
-    [
+CONFIG_ERRORS = [
         (["recipe=no_such_recipe"], "no_such_recipe"),
         (["model.tiny.hiden_size=3"], "hiden_size"),
         (["stages.grpo.lr=fast"], "lr"),
@@ -15,45 +19,65 @@ from tests.helpers import MICRO, run_cli
         (["stages.grpo.samples_per_prompt=1"], "groups of at least 2"),
         (["model.template=alpaca"], "model.template='alpaca'"),
         (["stages.grpo.loss.reduction=mean_of_means", "stages.cold_start=null", "eval.initial=false"], "mean_of_means"),
-    ],
-)
-def test_config_errors_name_the_field(tmp_path, args, expected):
-    result = run_cli(*args, f"run_dir={tmp_path / 'run'}", timeout=120)
+]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict:
+    """Every command line of this file, by name, run at once; ``work``: their folder."""
+    work = tmp_path_factory.mktemp("cli")
+    anywhere = tmp_path_factory.mktemp("elsewhere")
+    existing = work / "existing"
+    (existing / "stages" / "01-grpo").mkdir(parents=True)
+    (existing / "config.yaml").write_text("name: earlier\n")
+    (existing / "stages" / "01-grpo" / "done.json").write_text("{}")
+    cases = {f"config{i}": ([*args, f"run_dir={work / f'run{i}'}"], None) for i, (args, _) in enumerate(CONFIG_ERRORS)}
+    cases |= {
+        "model_path": (["model=local", "model.name_or_path=/no/such/model", f"run_dir={work / 'model_path'}"], None),
+        "task_file": (["task.train_file=/no/such/problems.jsonl", "eval.initial=false", f"run_dir={work / 'task_file'}"], None),
+        "help": (["--help"], anywhere),
+        "cfg": (["--cfg", "job", "recipe=r1_countdown_tiny", "stages.grpo.lr=1e-6"], anywhere),
+        "existing": ([*MICRO, f"run_dir={existing}"], None),  # micro: were it not refused, it would finish fast
+    }
+    results = run_cli_forked(list(cases.values()), work / "forks")
+    return {"work": work, **dict(zip(cases, results))}
+
+
+@pytest.mark.parametrize("index", range(len(CONFIG_ERRORS)), ids=[e for _, e in CONFIG_ERRORS])
+def test_config_errors_name_the_field(runs, index):
+    expected = CONFIG_ERRORS[index][1]
+    result = runs[f"config{index}"]
     assert result.returncode != 0
     assert expected in result.stderr + result.stdout
     assert "Traceback" not in result.stderr
 
 
-def test_missing_model_path_is_one_line(tmp_path):
-    result = run_cli("model=local", "model.name_or_path=/no/such/model", f"run_dir={tmp_path / 'run'}", timeout=120)
+def test_missing_model_path_is_one_line(runs):
+    result = runs["model_path"]
     assert result.returncode == 2
     assert "model path '/no/such/model' does not exist" in result.stderr
     assert "Traceback" not in result.stderr
 
 
-def test_missing_task_file_is_one_line(tmp_path):
-    result = run_cli("task.train_file=/no/such/problems.jsonl", "eval.initial=false", f"run_dir={tmp_path / 'run'}", timeout=120)
+def test_missing_task_file_is_one_line(runs):
+    result = runs["task_file"]
     assert result.returncode == 2
     assert "/no/such/problems.jsonl" in result.stderr and "task.train_file" in result.stderr
 
 
-def test_help_and_cfg_work_from_any_directory(tmp_path):
-    help_ = run_cli("--help", cwd=tmp_path, timeout=120)
+def test_help_and_cfg_work_from_any_directory(runs):
+    help_ = runs["help"]
     assert help_.returncode == 0 and "recipe: " in help_.stdout and "r1_countdown_tiny" in help_.stdout
-    cfg = run_cli("--cfg", "job", "recipe=r1_countdown_tiny", "stages.grpo.lr=1e-6", cwd=tmp_path, timeout=120)
+    cfg = runs["cfg"]
     assert cfg.returncode == 0
     assert "lr: 1.0e-06" in cfg.stdout and "template: r1_zero_short" in cfg.stdout
 
 
-def test_existing_run_dir_needs_resume(tmp_path):
+def test_existing_run_dir_needs_resume(runs):
     """A second run into a run directory would skip its finished stages and report their old
     figures as its own: it is refused unless it says resume=."""
-    run = tmp_path / "run"
-    run.mkdir()
-    (run / "config.yaml").write_text("name: earlier\n")
-    (run / "stages" / "01-grpo").mkdir(parents=True)
-    (run / "stages" / "01-grpo" / "done.json").write_text("{}")
-    result = run_cli(*MICRO, f"run_dir={run}", timeout=300)  # micro: were it not refused, it would finish fast
+    run: Path = runs["work"] / "existing"
+    result = runs["existing"]
     assert result.returncode == 2
     assert f"run_dir={run} already holds a run" in result.stderr and f"resume={run}" in result.stderr
     assert (run / "config.yaml").read_text() == "name: earlier\n"  # left as it was

@@ -87,6 +87,8 @@ SelectFn = Callable[[list[Sample], int, random.Random], list[Sample]]
 SELECTIONS: dict[str, SelectFn] = {
     # R1 does not say; shortest favours concise traces (less overthinking), random keeps diversity.
     "shortest": lambda xs, m, rng: sorted(xs, key=lambda s: (s["num_tokens"], s["sample_index"]))[:m],
+    # R1's cold start asks for long, readable chains of thought: of the verified, readable samples, the longest
+    "longest": lambda xs, m, rng: sorted(xs, key=lambda s: (-s["num_tokens"], s["sample_index"]))[:m],
     "random": lambda xs, m, rng: rng.sample(xs, min(m, len(xs))),
     "all": lambda xs, m, rng: list(xs),  # every accepted sample; m is ignored
 }

@@ -72,7 +72,7 @@ class RejectionStageConfig(SampledPromptsConfig):
 
     kind: str = "rejection"
     max_per_prompt: int = 1  # m: completions kept per prompt (selection=all keeps every accepted one)
-    selection: str = "shortest"  # shortest | random | all
+    selection: str = "shortest"  # shortest | longest (cold-start traces) | random | all
     dedup: bool = True  # drop rows whose whitespace-collapsed, lowercased prompt and response repeat
     mix_file: Optional[str] = None  # non-reasoning SFT data (messages, or prompt/response): file, save_to_disk folder, dataset folder or hub id; null = none
     mix_split: str = "train"  # split of mix_file read from a dataset folder or hub id

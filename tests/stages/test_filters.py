@@ -75,17 +75,19 @@ def test_thresholds():
     assert failed_filters(s, ReadabilityConfig(min_tokens=41)) == ["length"]
 
 
-def test_selection_shortest_random_all():
+def test_selection_shortest_longest_random_all():
     xs = [sample(num_tokens=n, index=i) for i, n in enumerate([30, 10, 20, 10])]
     assert [s["sample_index"] for s in select(xs, 2, "shortest", seed=0)] == [1, 3]
+    assert [s["sample_index"] for s in select(xs, 2, "longest", seed=0)] == [0, 2]
+    assert [s["sample_index"] for s in select(xs[1:], 3, "longest", seed=0)] == [2, 1, 3]  # ties: first drawn first
     assert len(select(xs, 9, "shortest", seed=0)) == 4
     assert len(select(xs, 2, "all", seed=0)) == 4
     picked = select(xs, 2, "random", seed=0)
     assert len(picked) == 2 and picked == select(xs, 2, "random", seed=0)  # deterministic per seed
     runs = {tuple(s["sample_index"] for s in select(xs, 2, "random", seed=k)) for k in range(20)}
     assert len(runs) > 1
-    with pytest.raises(ValueError, match="valid: shortest, random, all"):
-        select(xs, 1, "longest", seed=0)
+    with pytest.raises(ValueError, match="valid: shortest, longest, random, all"):
+        select(xs, 1, "longest_first", seed=0)
 
 
 def test_selection_is_per_prompt():
