@@ -39,7 +39,8 @@ from r1lab.config.schema import RunConfig
 from r1lab.tasks import Task, build_task
 from r1lab.engine import dist
 from r1lab.engine.checkpoint import write_json_atomic
-from r1lab.eval.evaluate import evaluate
+from r1lab.eval.evaluate import evaluate_with_samples, select_problems
+from r1lab.eval.suites import check_suites, run_suites
 from r1lab.models.load import load_model, load_tokenizer
 from r1lab.models.lora import full_model_path
 from r1lab.rollout.engine import Policy, build_rollout_engine
@@ -75,7 +76,10 @@ def evaluate_into(model_path: str, run: RunConfig, task: Task, out: Path, seed: 
     tokenizer = load_tokenizer(model_path, run.model)
     model = load_model(model_path, run.model).to(dist.device())
     engine = build_rollout_engine(run.rollout, Policy(module=model, path=full_model_path(model_path)), tokenizer, run.seed)
-    result = evaluate(engine, tokenizer, task, run.model.template, run.eval, seed=seed)
+    problems = select_problems(task, run.eval)
+    result, records = evaluate_with_samples(engine, tokenizer, task, run.model.template, run.eval, seed, problems)
+    # eval.faithfulness / forgetting / robustness: new keys only, after every plain figure is drawn
+    result.update(run_suites(engine, model, tokenizer, task, run.model.template, run.eval, seed, problems, result, records))
     engine.close()
     result["model"] = model_path
     if dist.is_main():
@@ -121,6 +125,7 @@ def run_pipeline(run: RunConfig, stages: list[Stage], run_dir: Path, resolved_ya
     log(f"run directory: {run_dir}")
     check_inputs(stages)
     task = build_task(run.task)
+    check_suites(run.eval, task)  # eval.robustness names the task's perturbations: known once it is built
     base_model = model_path = starting_model(run, run_dir)
     dataset_path = None  # the newest <stage_dir>/dataset/ so far
     results: dict[str, dict] = {}

@@ -174,6 +174,10 @@ class EvalConfig:
     every_num_problems: int = 100  # during training: the first N problems of the split
     every_samples: int = 4  # during training: samples per problem
     tools: ToolsConfig = field(default_factory=ToolsConfig)  # tools the evaluated model may call (a tool-trained model is evaluated with its tools)
+    # --- what RL costs elsewhere, off by default (eval.json keys of the same names; r1lab.eval.suites) ---
+    forgetting: bool = False  # perplexity of held-out general English and accuracy on 60 one-word general questions (shipped)
+    faithfulness: bool = False  # share of completions whose final answer follows from their reasoning's last claim (text only, cheap)
+    robustness: list[str] = field(default_factory=list)  # task perturbations evaluated beside the plain problems, e.g. [reorder, distractor, wording]
 
 
 @dataclass

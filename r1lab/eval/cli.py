@@ -24,7 +24,9 @@ Writes into ``out_dir`` (default ``<stage dir>/eval-<task>-<split>/`` for a run'
 ``samples.jsonl`` (one record per completion) and, with ``scaling.*``, ``scaling.{json,md,png}``.
 With ``studies.*`` (``r1lab.eval.studies``) eval.json gains ``studies.{behaviours,templates,
 perplexity_bridge}``, eval.md their tables, and out_dir ``behaviours.png``, ``templates.png``,
-``perplexity_bridge.png``.
+``perplexity_bridge.png``. ``eval.faithfulness=true``, ``eval.forgetting=true`` and
+``eval.robustness=[reorder,distractor,wording]`` add eval.json's ``faithfulness``, ``forgetting``
+and ``robustness`` (``r1lab.eval.suites``), as in the pipeline.
 """
 from __future__ import annotations
 
@@ -173,6 +175,7 @@ def evaluate_app(app: EvalAppConfig, loc: ModelLocation, out_dir: Path) -> dict:
     from r1lab.tasks import build_task
     from r1lab.engine import dist
     from r1lab.eval.evaluate import evaluate_with_samples, scaling_curve, select_problems
+    from r1lab.eval.suites import check_suites, run_suites
     from r1lab.eval.tables import eval_table, scaling_table, studies_tables
     from r1lab.models.load import load_model, load_tokenizer
     from r1lab.models.lora import full_model_path
@@ -183,6 +186,7 @@ def evaluate_app(app: EvalAppConfig, loc: ModelLocation, out_dir: Path) -> dict:
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         dist.init_distributed()
     task = build_task(app.task)
+    check_suites(app.eval, task)  # before the model loads: a wrong perturbation name fails at once
     mcfg = ModelConfig(name_or_path=loc.model, template=app.template, dtype=app.dtype, trust_remote_code=app.trust_remote_code)
     tokenizer = load_tokenizer(loc.model, mcfg)
     model = load_model(loc.model, mcfg).to(dist.device())
@@ -193,6 +197,7 @@ def evaluate_app(app: EvalAppConfig, loc: ModelLocation, out_dir: Path) -> dict:
         print(f"[r1lab-eval] {loc.model}: {len(problems)} problems of {task.name}/{app.eval.split}, "
               f"template {app.template}, {app.eval.samples} samples each -> {out_dir}", flush=True)
     result, records = evaluate_with_samples(engine, tokenizer, task, app.template, app.eval, app.seed, problems)
+    result.update(run_suites(engine, model, tokenizer, task, app.template, app.eval, app.seed, problems, result, records))
     result.update(model=loc.model, template=app.template, task=task.name, data_file=app.data_file, seed=app.seed)
     studies = run_studies(app, engine, model, tokenizer, task, problems, result, records, out_dir, main)
     if studies:

@@ -245,7 +245,7 @@ def write_report(run_dir: Path, out_dir: Path | None = None, max_completions: in
     md = [f"# {title}", f"Run directory: `{run_dir}`"]
     body = [f"<h1>{html.escape(title)}</h1><p>Run directory: <code>{html.escape(str(run_dir))}</code></p>"]
     for section_md, section_html in (
-        eval_section(stages, out), behaviour_section(stages, out), process_section(stages, out), tool_section(stages),
+        eval_section(stages, out), behaviour_section(stages, out), process_section(stages, out), tool_section(stages), costs_section(stages),
         training_section(stages, out), completion_section(stages, max_completions),
     ):
         md += section_md
@@ -348,6 +348,54 @@ def tool_section(stages: list[StageData]) -> Section:
     md = ["## Tool use of sampled completions", markdown(thead, trows)]
     body = ["<h2>Tool use</h2><p>Calls per sampled completion, and the share of completion tokens a tool "
             "wrote (<code>r1lab/rollout/tool_calls.py</code>).</p>", html_table(thead, trows)]
+    return md, body
+
+
+def costs_section(stages: list[StageData]) -> Section:
+    """What RL costs elsewhere, per stage (eval.json's ``forgetting``, ``faithfulness`` and
+    ``robustness``: ``r1lab.eval.suites``); nothing when no stage has them."""
+    evals = [(s.name, s.eval) for s in stages if s.eval and any(k in s.eval for k in ("forgetting", "faithfulness", "robustness"))]
+    if not evals:
+        return [], []
+    names = sorted({n for _, e in evals for n in (e.get("robustness") or {}).get("perturbed", {})})
+    head = ["stage", "general text perplexity", "general QA accuracy", "faithful rate", "faithful (correct)",
+            "faithful (incorrect)", *[f"{n}: greedy drop" for n in names]]
+    rows = []
+    for name, e in evals:
+        forgetting, faith = e.get("forgetting") or {}, e.get("faithfulness") or {}
+        perturbed = (e.get("robustness") or {}).get("perturbed", {})
+        rows.append([name, (forgetting.get("general_text") or {}).get("perplexity"), (forgetting.get("general_qa") or {}).get("accuracy"),
+                     faith.get("faithful_rate"), faith.get("faithful_rate_correct"), faith.get("faithful_rate_incorrect"),
+                     *[(perturbed.get(n) or {}).get("greedy_drop") for n in names]])
+    md = ["## What RL costs elsewhere: forgetting, faithfulness, robustness", markdown(head, rows)]
+    body = ["<h2>What RL costs elsewhere</h2><p>Perplexity of held-out general English and accuracy on one-word "
+            "general questions (<code>r1lab/eval/forgetting.py</code>); share of sampled completions with claims whose "
+            "answer follows from the reasoning's last claim (<code>r1lab/eval/faithfulness.py</code>); greedy accuracy "
+            "lost on each perturbed problem set (<code>r1lab/eval/robustness.py</code>).</p>", html_table(head, rows)]
+    return md, body
+
+
+def length_section(stages: list[StageData]) -> Section:
+    """Per stage: response-length percentiles of the sampled completions (all, correct, incorrect)
+    and their readability (eval.json's ``response_length_percentiles*`` and ``readability``), then
+    by difficulty; nothing when no stage's eval.json has them (one written before they existed)."""
+    evals = [(s.name, s.eval) for s in stages if s.eval and "response_length_percentiles" in s.eval]
+    if not evals:
+        return [], []
+    head = ["stage", "length p50 / p90 / p99", "correct", "incorrect", "readable", "accepted (correct, readable)",
+            "repeated 4-grams"]
+    rows = [[name, *[length_percentile_cell(e.get(f"response_length_percentiles{x}")) for x in ("", "_correct", "_incorrect")],
+             *[(e.get("readability") or {}).get(k) for k in ("readable_rate", "accepted_rate", "repeated_ngram_fraction")]]
+            for name, e in evals]
+    dhead = ["stage", "difficulty", "length p50 / p90 / p99", "readable"]
+    drows = [[name, lbl, length_percentile_cell({q: r.get(f"response_length_{q}") for q in ("p50", "p90", "p99")}
+                                                if "response_length_p50" in r else None), r.get("readable_rate")]
+             for name, e in evals for lbl, r in (e.get("by_difficulty") or {}).items()]
+    md = ["## Response length and readability (sampled completions)", markdown(head, rows), markdown(dhead, drows)]
+    body = ["<h2>Response length and readability</h2><p>Token lengths of the sampled completions (numpy's linear "
+            "percentiles); readable: passes every readability filter of rejection sampling (<code>r1lab/rewards/"
+            "readability.py</code>: format, language consistency, no code fences, length, repetition, true claims).</p>",
+            html_table(head, rows), html_table(dhead, drows)]
     return md, body
 
 

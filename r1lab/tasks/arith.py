@@ -16,12 +16,14 @@ the rest (up to ``num_train``) the training split, so the two never share a prob
 from __future__ import annotations
 
 import random
+import re
 from typing import TYPE_CHECKING
 
 from datasets import Dataset
 
-from r1lab.tasks.base import Task, register_task
+from r1lab.tasks.base import Perturbation, Task, register_task
 from r1lab.tasks.math import FEATURES, math_layout_task
+from r1lab.tasks.perturb import distractor, row_rng, with_column
 
 if TYPE_CHECKING:
     from r1lab.config.schema import TaskConfig
@@ -59,9 +61,67 @@ def make_splits(num_train: int, num_test: int, operand_max: int = 30, second_max
     return {"train": rows("train", train), "test": rows("test", test)}
 
 
+# ----------------------------------------------------------------------------------------------
+# Perturbations (robustness evaluation)
+# ----------------------------------------------------------------------------------------------
+
+PROBLEM = re.compile(r"What is (\d+) ([-+*]) (\d+)\?")  # the generated question (question_text)
+COMMUTATIVE = ("+", "*")
+OPERATION_WORDS = {"+": "plus", "-": "minus", "*": "times"}
+REWORDINGS = ("Calculate {a} {word} {b}.", "Work out {a} {op} {b}.", "Find the value of {a} {op} {b}.")
+
+
+def _rewrite(rows: Dataset, seed: int, fn) -> Dataset:
+    """``rows`` with ``fn(rng, a, op, b) -> (question problem text, answer)`` applied to each
+    generated question's ``What is a op b?``; rows of other text (a user's file) are kept."""
+    questions, answers = list(rows["question"]), list(rows["answer"])
+    for i, q in enumerate(questions):
+        m = PROBLEM.search(q)
+        if m is None:
+            continue
+        text, answer = fn(row_rng(seed, i), int(m.group(1)), m.group(2), int(m.group(3)))
+        questions[i], answers[i] = q[:m.start()] + text + q[m.end():], str(answer)
+    return with_column(with_column(rows, "question", questions), "answer", answers)
+
+
+def perturbations(operand_max: int, second_max: int) -> dict[str, Perturbation]:
+    """The arith perturbations (operands drawn as ``make_splits`` draws them):
+
+    * ``reorder``: the operands of ``+`` and ``*`` swapped (``a - b`` kept: not commutative);
+    * ``renumber``: new operands (``1..operand_max``, ``1..second_max``), other than the row's,
+      same operation, the answer recomputed;
+    * ``distractor``: a sentence that bears on nothing before the question;
+    * ``wording``: ``What is a op b?`` in other words (``Calculate 17 times 6.``).
+
+    Rows whose question is not a generated one are kept as they are, except by ``distractor``."""
+
+    def reorder(rows: Dataset, seed: int) -> Dataset:
+        return _rewrite(rows, seed, lambda rng, a, op, b: (f"What is {b} {op} {a}?", OPERATIONS[op](b, a))
+                        if op in COMMUTATIVE else (f"What is {a} {op} {b}?", OPERATIONS[op](a, b)))
+
+    def renumber(rows: Dataset, seed: int) -> Dataset:
+        def new(rng: random.Random, a: int, op: str, b: int) -> tuple[str, int]:
+            x, y = a, b
+            while (x, y) == (a, b) and operand_max * second_max > 1:
+                x, y = rng.randint(1, operand_max), rng.randint(1, second_max)
+            return f"What is {x} {op} {y}?", OPERATIONS[op](x, y)
+        return _rewrite(rows, seed, new)
+
+    def with_distractor(rows: Dataset, seed: int) -> Dataset:
+        return with_column(rows, "question", [f"{distractor(seed, i)} {q}" for i, q in enumerate(rows["question"])])
+
+    def reworded(rows: Dataset, seed: int) -> Dataset:
+        return _rewrite(rows, seed, lambda rng, a, op, b: (
+            rng.choice(REWORDINGS).format(a=a, op=op, b=b, word=OPERATION_WORDS[op]), OPERATIONS[op](a, b)))
+
+    return {"reorder": reorder, "renumber": renumber, "distractor": with_distractor, "wording": reworded}
+
+
 @register_task("arith")
 def build(cfg: TaskConfig) -> Task:
     """Generated splits (``task.arith``), ``task.train_file``/``test_file`` read over them."""
     a = cfg.arith
     splits = make_splits(a.num_train, a.num_test, a.operand_max, a.second_max, a.seed)
-    return math_layout_task("arith", splits, cfg, lambda row: row["question"])
+    task = math_layout_task("arith", splits, cfg, lambda row: row["question"])
+    task.perturbations = perturbations(a.operand_max, a.second_max)
+    return task

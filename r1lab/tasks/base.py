@@ -4,8 +4,9 @@ A :class:`Task` carries everything the rest of r1lab needs to know about its dom
 rollouts and evaluation never branch on a task's name: its splits and file loader, how a row
 becomes a question, the reward that decides correctness (with it, the answer extraction policy)
 and the dataset columns it reads, the evaluation's analysis of answers (:class:`TaskAnalysis`:
-maj@k answer keys, answer distance, difficulty), the column holding a gold answer text and the
-text that opens an answer. Where an answer is in a response is one policy for every task
+maj@k answer keys, answer distance, difficulty, each final answer's value), the column holding a
+gold answer text, the text that opens an answer, and its perturbations (robustness evaluation:
+name -> ``fn(rows, seed) -> rows``, each perturbed row keeping a right gold answer). Where an answer is in a response is one policy for every task
 (``r1lab.rewards.spans``).
 
 A task is one module that registers its builder, ``TaskConfig -> Task``, under the name configs
@@ -22,7 +23,8 @@ by being there); a package outside r1lab registers its tasks from an ``r1lab.plu
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from fractions import Fraction
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 from datasets import Dataset
@@ -33,6 +35,33 @@ if TYPE_CHECKING:
     from r1lab.config.schema import TaskConfig
 
 DISTANCE_CAP = 100.0  # answer distances are capped here; an unusable answer counts as the cap
+
+
+class FinalAnswer(NamedTuple):
+    """What a response's final answer states, as faithfulness compares it with the reasoning
+    (``r1lab.eval.faithfulness``)."""
+
+    value: Fraction | None  # its exact value; None: no answer, or not a number
+    expression: str | None  # whitespace-free expression it gives (Countdown); None: a bare value
+
+
+def number_value(text: str | None) -> Fraction | None:
+    """``text`` as an exact number (``"22"``, ``"-3"``, ``"7/2"``, ``"0.5"``), else ``None``.
+
+    >>> number_value("7/2"), number_value("x")
+    (Fraction(7, 2), None)
+    """
+    if text is None:
+        return None
+    try:
+        return Fraction(text.strip())
+    except (ValueError, ZeroDivisionError):
+        return None
+
+
+# name -> fn(rows, seed) -> rows: the same problems reworded, reordered or padded, each with a right
+# gold answer (robustness evaluation, ``r1lab.eval.robustness``); ``rows`` a split's ``Dataset``
+Perturbation = Callable[[Dataset, int], Dataset]
 
 
 class TaskAnalysis:
@@ -58,6 +87,11 @@ class TaskAnalysis:
         """One difficulty label per problem."""
         raise NotImplementedError(f"{type(self).__name__} has no difficulty labels: give the Task an analysis")
 
+    def final_answers(self, responses: Sequence[str], rows: dict[str, list]) -> list[FinalAnswer]:
+        """What each response's final answer states (faithfulness); by default its answer key
+        read as a number, with no expression."""
+        return [FinalAnswer(number_value(key), None) for key in self.answer_keys(responses, rows)]
+
 
 @dataclass
 class Task:
@@ -70,6 +104,13 @@ class Task:
     answer_opener: str = "<answer>"  # the text that opens a final answer (the perplexity bridge appends it)
     analysis: TaskAnalysis = field(default_factory=TaskAnalysis)  # answer keys, distances, difficulty (eval)
     gold_column: str = "answer"  # the column holding a gold answer text (the perplexity bridge scores it)
+    perturbations: dict[str, Perturbation] = field(default_factory=dict)  # robustness: name -> fn(rows, seed) -> rows
+
+    def perturb(self, name: str, rows: Dataset, seed: int) -> Dataset:
+        """``rows`` perturbed by ``name``; ``KeyError`` listing this task's perturbations otherwise."""
+        if name not in self.perturbations:
+            raise KeyError(f"task {self.name!r} has no perturbation {name!r}; valid: {', '.join(self.perturbations) or 'none'}")
+        return self.perturbations[name](rows, seed)
 
     def split(self, name: str) -> Dataset:
         if name not in self.splits:

@@ -46,7 +46,8 @@ from r1lab.data.files import columns_fix, load_source, require_columns
 from r1lab.rewards.countdown import evaluate_answer, score_expression_exact
 from r1lab.rewards.countdown import parse_expression  # noqa: F401  (the reference evaluator, exported here too)
 from r1lab.rewards.spans import answer_spans
-from r1lab.tasks.base import Task, TaskAnalysis, files_over, register_task
+from r1lab.tasks.base import FinalAnswer, Perturbation, Task, TaskAnalysis, files_over, register_task
+from r1lab.tasks.perturb import distractor, row_rng, with_column
 
 if TYPE_CHECKING:
     from r1lab.config.schema import TaskConfig
@@ -521,6 +522,24 @@ class CountdownAnalysis(TaskAnalysis):
                 out[i] = min(abs(float(value) - float(target)), self.distance_cap)
         return out
 
+    def final_answers(self, responses, rows):
+        """The answer expression (text before a first ``=``, whitespace removed) and its exact
+        value by the reward's syntax whatever numbers it uses (faithfulness asks whether the
+        reasoning led to this expression, not whether it obeys the rules); no value when it does
+        not parse."""
+        out = []
+        for span in answer_spans(responses):
+            expr = "".join(span.split("=", 1)[0].split())
+            if not expr:
+                out.append(FinalAnswer(None, None))
+                continue
+            try:
+                value = parse_expression(expr)[0]
+            except ValueError:
+                value = None
+            out.append(FinalAnswer(value, expr))
+        return out
+
     def difficulty(self, rows):
         from r1lab.tasks.countdown_traces import all_attempts  # it imports this module
 
@@ -532,6 +551,73 @@ class CountdownAnalysis(TaskAnalysis):
             paths = sum(a.value == target for a in all_attempts(tuple(sorted(int(n) for n in numbers)), True))
             labels.append("easy" if paths >= self.easy_paths else "medium" if paths >= self.medium_paths else "hard")
         return labels
+
+
+# ----------------------------------------------------------------------------------------------
+# Perturbations (robustness evaluation): the same problems, changed on the surface
+# ----------------------------------------------------------------------------------------------
+
+# other words for the same problem (wording); {nums}: "3, 5 and 7", {target}: 22
+REWORDINGS = {
+    "short": (
+        "Make {target} from {nums}.",
+        "With {nums}, reach {target}.",
+        "Combine {nums} to get {target}.",
+    ),
+    "full": (
+        "Write an equation that equals {target} using the numbers {nums}, each exactly once, with +, -, * and /. "
+        "Reason inside <think> </think> tags, then give the final answer inside <answer> </answer> tags, "
+        "for example <answer> (1 + 2) / 3 </answer>.",
+    ),
+}
+
+
+def _listed(numbers: Sequence[int]) -> str:
+    """The numbers as a sentence lists them.
+
+    >>> _listed([3, 5, 7])
+    '3, 5 and 7'
+    """
+    shown = [str(n) for n in numbers]
+    return shown[0] if len(shown) == 1 else f"{', '.join(shown[:-1])} and {shown[-1]}"
+
+
+def reorder_numbers(rows: Dataset, seed: int) -> Dataset:
+    """The numbers of each row shown in another order (the same problem: its key, target and
+    solution are unchanged); a row whose numbers are all equal is kept as it is."""
+    out = []
+    for i, numbers in enumerate(rows["numbers"]):
+        order = list(numbers)
+        if len(set(order)) > 1:
+            row_rng(seed, i).shuffle(order)
+            if order == list(numbers):  # the shuffle changed nothing: rotate (not all equal, so it changes)
+                order = order[1:] + order[:1]
+        out.append(order)
+    return with_column(rows, "numbers", out)
+
+
+def perturbations(style: str) -> dict[str, Perturbation]:
+    """The Countdown perturbations of questions in ``style`` (``task.question_style``):
+
+    * ``reorder``: the numbers in another order;
+    * ``distractor``: a sentence that bears on nothing (``r1lab.tasks.perturb.DISTRACTORS``)
+      before the question;
+    * ``wording``: the question in other words (:data:`REWORDINGS`), same numbers and target.
+
+    The last two write a ``question`` column, which the task's question text then is."""
+
+    def with_distractor(rows: Dataset, seed: int) -> Dataset:
+        texts = [f"{distractor(seed, i)} {question_text(n, t, style)}" for i, (n, t) in enumerate(zip(rows["numbers"], rows["target"]))]
+        return with_column(rows, "question", texts)
+
+    def reworded(rows: Dataset, seed: int) -> Dataset:
+        if style not in REWORDINGS:
+            raise ValueError(f"unknown question style {style!r}; valid styles: {', '.join(QUESTION_STYLES)}")
+        texts = [row_rng(seed, i).choice(REWORDINGS[style]).format(nums=_listed(n), target=t)
+                 for i, (n, t) in enumerate(zip(rows["numbers"], rows["target"]))]
+        return with_column(rows, "question", texts)
+
+    return {"reorder": reorder_numbers, "distractor": with_distractor, "wording": reworded}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -561,8 +647,10 @@ def build(cfg: TaskConfig) -> Task:
         splits=splits,
         correctness_reward="countdown",
         reward_columns=("numbers", "target"),
-        question=lambda row: question_text(row["numbers"], row["target"], style=style),
+        # a perturbed row may carry its own question text (perturbations()); plain rows have none
+        question=lambda row: row.get("question") or question_text(row["numbers"], row["target"], style=style),
         load_file=load_countdown_file,
         analysis=CountdownAnalysis(),
         gold_column="solution",
+        perturbations=perturbations(style),
     )

@@ -33,7 +33,8 @@ from datasets import Dataset, Features, Value
 
 from r1lab.data.files import is_file_source, load_source
 from r1lab.rewards.math import extract_answer, normalize
-from r1lab.tasks.base import Task, TaskAnalysis, files_over, register_task
+from r1lab.tasks.base import Perturbation, Task, TaskAnalysis, files_over, register_task
+from r1lab.tasks.perturb import before_last_sentence, distractor, row_rng, with_column
 
 if TYPE_CHECKING:
     from r1lab.config.schema import TaskConfig
@@ -190,6 +191,60 @@ def math_layout_task(name: str, splits: dict[str, Dataset], cfg: TaskConfig, que
     )
 
 
+# ----------------------------------------------------------------------------------------------
+# Perturbations (robustness evaluation): word problems whose answers cannot be recomputed, so
+# only changes that leave the answer as it is (no number of a word problem is changed)
+# ----------------------------------------------------------------------------------------------
+
+# first names of people in GSM8K-style problems, in two groups so that a renamed person keeps the
+# pronouns the problem gives them; ``names`` swaps those it finds for others of the same group
+NAME_GROUPS = (
+    ("James", "John", "Tom", "Mark", "David", "Michael", "Peter", "Paul", "Jack", "Sam", "Albert", "Omar", "Hugo", "Ken"),
+    ("Mary", "Sarah", "Lisa", "Anna", "Emma", "Jane", "Maria", "Susan", "Kate", "Carla", "Janet", "Betty", "Julie", "Nina"),
+)
+NAMES = tuple(n for group in NAME_GROUPS for n in group)
+_NAME = re.compile(r"\b(" + "|".join(NAMES) + r")\b")
+# word -> synonym that keeps the sentence grammatical and the problem the same (``wording``)
+SYNONYMS = {"buys": "purchases", "bought": "purchased", "buy": "purchase", "gets": "receives", "got": "received",
+            "starts": "begins", "started": "began", "large": "big", "quickly": "fast"}
+_SYNONYM = re.compile(r"\b(" + "|".join(SYNONYMS) + r")\b")
+FRAMINGS = ("Here is a problem to solve.", "Read the following problem carefully.", "Solve this problem.")
+
+
+def renamed(rows: Dataset, seed: int) -> Dataset:
+    """Each name of :data:`NAMES` in a question swapped for another of its group that the
+    question does not use (one mapping per row, so a name stays one person); answers unchanged."""
+    out = []
+    for i, q in enumerate(rows["question"]):
+        used = set(_NAME.findall(q))
+        rng, mapping = row_rng(seed, i), {}
+        for group in NAME_GROUPS:
+            mine = sorted(n for n in group if n in used)
+            spare = [n for n in group if n not in used]
+            if mine and len(spare) >= len(mine):
+                mapping.update(zip(mine, rng.sample(spare, len(mine))))
+        out.append(_NAME.sub(lambda m: mapping.get(m.group(1), m.group(1)), q))
+    return with_column(rows, "question", out)
+
+
+def perturbations() -> dict[str, Perturbation]:
+    """The math perturbations, each leaving every gold answer as it is:
+
+    * ``names``: the people renamed (:func:`renamed`);
+    * ``distractor``: a sentence that bears on nothing before the question's last sentence;
+    * ``wording``: a framing sentence first and a few words swapped for synonyms (:data:`SYNONYMS`)."""
+
+    def with_distractor(rows: Dataset, seed: int) -> Dataset:
+        return with_column(rows, "question", [before_last_sentence(q, distractor(seed, i)) for i, q in enumerate(rows["question"])])
+
+    def reworded(rows: Dataset, seed: int) -> Dataset:
+        swap = lambda m: SYNONYMS[m.group(1)]  # noqa: E731
+        texts = [f"{row_rng(seed, i).choice(FRAMINGS)} {_SYNONYM.sub(swap, q)}" for i, q in enumerate(rows["question"])]
+        return with_column(rows, "question", texts)
+
+    return {"names": renamed, "distractor": with_distractor, "wording": reworded}
+
+
 @register_task("math")
 def build(cfg: TaskConfig) -> Task:
     """GSM8K or MATH rows from ``task.train_file`` and ``task.test_file`` (both required)."""
@@ -199,7 +254,9 @@ def build(cfg: TaskConfig) -> Task:
             "a dataset folder or a hub id such as openai/gsm8k with task.subset=main)"
         )
     suffix = " Put the final answer in \\boxed{}." if not cfg.answer_tag else ""
-    return math_layout_task("math", {}, cfg, lambda row: row["question"] + suffix)
+    task = math_layout_task("math", {}, cfg, lambda row: row["question"] + suffix)
+    task.perturbations = perturbations()
+    return task
 
 
 __all__ = [
