@@ -11,7 +11,17 @@ Per problem: one greedy completion, and ``k`` samples at the eval temperature. F
   over the samples, R1's language-consistency measure); ``answer_distance`` (countdown: mean capped |value - target|);
 * ``ci95``: 95% percentile-bootstrap interval of each figure above, resampling problems
   (1,000 resamples, fixed seed): the k samples of a problem are correlated, problems are not;
-* ``by_difficulty``: the main figures per difficulty label (``r1lab.eval.answers``);
+* ``response_length_percentiles``: p50 / p90 / p99 of the sampled completions' lengths in tokens
+  (numpy's default linear interpolation, ``r1lab.eval.metrics.percentiles``), and the same over the
+  correct and over the incorrect ones (``response_length_percentiles_correct`` / ``_incorrect``,
+  None when there are none);
+* ``readability``: R1's readability filters (``r1lab.rewards.readability``, the ones rejection
+  sampling applies, at their defaults, with ``eval.language_reward``) on the sampled completions:
+  ``readable_rate`` (share passing every filter), ``accepted_rate`` (correct and readable: what
+  rejection sampling would keep), ``repeated_ngram_fraction`` (mean share of word 4-grams repeating
+  an earlier one: degenerate loops), ``fail_rate`` per filter;
+* ``by_difficulty``: the main figures per difficulty label (``r1lab.eval.answers``), with the length
+  percentiles (``response_length_p50`` ...) and ``readable_rate`` of its completions;
 * ``behaviours``: reasoning behaviours of the sampled completions (``r1lab.rewards.behaviours``),
   mean occurrences per completion and share of completions showing each;
 * ``process``: process validity, the arithmetic claims (``EXPR = VALUE``) of the reasoning judged
@@ -38,15 +48,16 @@ import numpy as np
 import torch
 from datasets import Dataset
 
-from r1lab.config.schema import EvalConfig, ToolsConfig
+from r1lab.config.schema import EvalConfig, ReadabilityConfig, ToolsConfig
 from r1lab.tasks import Task
 from r1lab.engine import dist
 from r1lab.eval.answers import DISTANCE_CAP, task_analysis
 from r1lab.rewards.behaviours import BEHAVIOURS, behaviour_counts, behaviour_summary
 from r1lab.rewards.claims import claim_counts, process_figures
-from r1lab.eval.metrics import bootstrap_ci, ks_up_to, majority_correct, pass_at_k_per_problem
+from r1lab.eval.metrics import bootstrap_ci, ks_up_to, majority_correct, pass_at_k_per_problem, percentiles
 from r1lab.models.templates import encode_prompt, full_response
 from r1lab.rewards import get_reward
+from r1lab.rewards.readability import active_filters, failed_filters, repeated_ngram_fraction
 from r1lab.rollout.engine import RolloutEngine, SamplingParams, as_engine
 from r1lab.rollout.groups import sample_groups
 from r1lab.rollout.tool_calls import tool_figures, tool_sums
@@ -79,6 +90,8 @@ class Scored:
     behaviours: dict[str, np.ndarray]  # behaviour -> [P, k] counts
     claims: np.ndarray | None = None  # [P, k] arithmetic claims in the reasoning (r1lab.rewards.claims)
     true_claims: np.ndarray | None = None  # [P, k] of them, true
+    readability_failed: dict[str, np.ndarray] | None = None  # readability filter -> [P, k] True = fails it (None: not judged)
+    repeated_ngrams: np.ndarray | None = None  # [P, k] share of word n-grams repeating an earlier one
 
 
 def select_problems(task: Task, cfg: EvalConfig) -> Dataset:
@@ -135,8 +148,10 @@ def generate_rollouts(
     )
 
 
-def score_rollouts(task: Task, template: str, rollouts: Rollouts, rows: dict[str, list]) -> Scored:
-    """Judge every completion; ``rows`` are the P problems' columns."""
+def score_rollouts(task: Task, template: str, rollouts: Rollouts, rows: dict[str, list],
+                   readability: ReadabilityConfig | None = None) -> Scored:
+    """Judge every completion; ``rows`` are the P problems' columns; ``readability``: the filters
+    to judge them by too (None: not judged)."""
     p, k = rollouts.lengths.shape
     flat = [t for ts in rollouts.texts for t in ts]
     rep = {c: [v for v in rows[c] for _ in range(k)] for c in rows}
@@ -154,7 +169,51 @@ def score_rollouts(task: Task, template: str, rollouts: Rollouts, rows: dict[str
         behaviours={b: c.reshape(p, k) for b, c in behaviour_counts(flat).items()},
         claims=claims["claims"].reshape(p, k),
         true_claims=claims["true_claims"].reshape(p, k),
+        readability_failed=None if readability is None else {
+            name: v.reshape(p, k) for name, v in readability_checks(responses, rollouts.lengths, rollouts.formatted, readability).items()},
+        repeated_ngrams=None if readability is None else np.asarray(
+            [repeated_ngram_fraction(r, readability.repetition_ngram) for r in responses], dtype=np.float64).reshape(p, k),
     )
+
+
+def readability_checks(responses: list[str], lengths: np.ndarray, formatted: np.ndarray, cfg: ReadabilityConfig) -> dict[str, np.ndarray]:
+    """Every active readability filter on each completion, as rejection sampling judges it:
+    filter -> ``[N]`` True = fails. ``responses``: ``[N]`` as the rewards see them; ``lengths``,
+    ``formatted``: ``[P, k]`` (or ``[N]``) generated tokens and strict-format 0/1."""
+    language = get_reward(cfg.language_reward)(responses).tolist() if responses else []
+    failed = [failed_filters({"response": r, "num_tokens": int(n), "rewards": {"format": float(f), cfg.language_reward: lang}}, cfg)
+              for r, n, f, lang in zip(responses, np.reshape(lengths, -1), np.reshape(formatted, -1), language)]
+    return {name: np.asarray([name in f for f in failed], dtype=bool) for name in active_filters(cfg)}
+
+
+def unreadable(scored: Scored) -> np.ndarray | None:
+    """``[P, k]`` True where a completion fails any readability filter; None when not judged."""
+    if scored.readability_failed is None:
+        return None
+    bad = np.zeros(scored.correct.shape, dtype=bool)
+    for failed in scored.readability_failed.values():
+        bad |= failed
+    return bad
+
+
+def length_and_readability(sampled: Scored, lengths: np.ndarray) -> dict[str, Any]:
+    """eval.json's ``response_length_percentiles*`` and ``readability`` (module docstring) of the
+    sampled completions; ``lengths``: ``[P, k]`` tokens."""
+    right = sampled.correct > 0
+    out: dict[str, Any] = {
+        "response_length_percentiles": percentiles(lengths),
+        "response_length_percentiles_correct": percentiles(lengths[right]),
+        "response_length_percentiles_incorrect": percentiles(lengths[~right]),
+    }
+    bad = unreadable(sampled)
+    if bad is not None and bad.size:
+        out["readability"] = {
+            "readable_rate": float(1.0 - bad.mean()),
+            "accepted_rate": float((right & ~bad).mean()),
+            "repeated_ngram_fraction": float(sampled.repeated_ngrams.mean()),
+            "fail_rate": {name: float(v.mean()) for name, v in sampled.readability_failed.items()},
+        }
+    return out
 
 
 def process_validity(greedy: Scored, sampled: Scored) -> dict[str, float] | None:
@@ -212,6 +271,9 @@ def summarize(
             source = name.replace("@k", f"@{k}")
             if source in figures:
                 row[name] = float(figures[source][sel].mean())
+        row.update({f"response_length_{q}": v for q, v in (percentiles(lengths[sel]) or {}).items()})
+        if unreadable(sampled) is not None:
+            row["readable_rate"] = float(1.0 - unreadable(sampled)[sel].mean())
         by_difficulty[label] = row
     out = {
         "greedy_accuracy": mean["greedy_accuracy"],
@@ -226,6 +288,7 @@ def summarize(
         "ci95": {name: list(bootstrap_ci(v, seed=seed)) for name, v in figures.items()},
         "by_difficulty": by_difficulty,
         "behaviours": behaviour_summary({b: c.reshape(-1) for b, c in sampled.behaviours.items()}),
+        **length_and_readability(sampled, lengths),
     }
     process = process_validity(greedy, sampled)
     if process is not None:
@@ -291,7 +354,7 @@ def evaluate_with_samples(
     params = SamplingParams(cfg.max_new_tokens, cfg.temperature, cfg.top_p)
     sampled = generate_rollouts(engine, tokenizer, task, template, ds, k, params, cfg.batch_size, seed, tools=cfg.tools)
     g = score_rollouts(task, template, greedy, rows)
-    s = score_rollouts(task, template, sampled, rows)
+    s = score_rollouts(task, template, sampled, rows, ReadabilityConfig(language_reward=cfg.language_reward))
     difficulty = task_analysis(task).difficulty(rows)
     result = {
         "split": cfg.split,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import numpy as np
 
@@ -104,3 +105,17 @@ def wilson_ci(successes: float, trials: int, z: float = 1.959964) -> tuple[float
     centre = (p + z * z / (2 * trials)) / denom
     half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denom
     return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def percentiles(values: np.ndarray, qs: Sequence[int] = (50, 90, 99)) -> dict[str, float] | None:
+    """``{"p50": ..., "p90": ..., "p99": ...}`` of ``values`` (any shape, flattened), by numpy's
+    default method (``linear``: interpolated between the two nearest order statistics, type 7 of
+    Hyndman & Fan); None when there are none.
+
+    >>> percentiles(np.array([[10, 20], [30, 40]]))
+    {'p50': 25.0, 'p90': 37.0, 'p99': 39.7}
+    """
+    flat = np.asarray(values, dtype=np.float64).reshape(-1)
+    if flat.size == 0:
+        return None
+    return {f"p{q}": round(float(np.percentile(flat, q)), 6) for q in qs}  # rounded: 39.7, not 39.699999999999996

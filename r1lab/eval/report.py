@@ -33,7 +33,7 @@ from typing import Any
 
 from r1lab.rewards.behaviours import BEHAVIOURS, behaviour_summary
 from r1lab.rewards.claims import process_figures
-from r1lab.eval.tables import fmt, headline, markdown
+from r1lab.eval.tables import fmt, headline, length_percentile_cell, markdown
 
 # Panels of a stage's training plot: panel title -> metric keys (the first present are drawn).
 CURVE_PANELS: dict[str, tuple[str, ...]] = {
@@ -245,7 +245,7 @@ def write_report(run_dir: Path, out_dir: Path | None = None, max_completions: in
     md = [f"# {title}", f"Run directory: `{run_dir}`"]
     body = [f"<h1>{html.escape(title)}</h1><p>Run directory: <code>{html.escape(str(run_dir))}</code></p>"]
     for section_md, section_html in (
-        eval_section(stages, out), behaviour_section(stages, out), process_section(stages, out), tool_section(stages), costs_section(stages),
+        eval_section(stages, out), behaviour_section(stages, out), process_section(stages, out), tool_section(stages), length_section(stages), costs_section(stages),
         training_section(stages, out), completion_section(stages, max_completions),
     ):
         md += section_md
@@ -372,6 +372,30 @@ def costs_section(stages: list[StageData]) -> Section:
             "general questions (<code>r1lab/eval/forgetting.py</code>); share of sampled completions with claims whose "
             "answer follows from the reasoning's last claim (<code>r1lab/eval/faithfulness.py</code>); greedy accuracy "
             "lost on each perturbed problem set (<code>r1lab/eval/robustness.py</code>).</p>", html_table(head, rows)]
+    return md, body
+
+
+def length_section(stages: list[StageData]) -> Section:
+    """Per stage: response-length percentiles of the sampled completions (all, correct, incorrect)
+    and their readability (eval.json's ``response_length_percentiles*`` and ``readability``), then
+    by difficulty; nothing when no stage's eval.json has them (one written before they existed)."""
+    evals = [(s.name, s.eval) for s in stages if s.eval and "response_length_percentiles" in s.eval]
+    if not evals:
+        return [], []
+    head = ["stage", "length p50 / p90 / p99", "correct", "incorrect", "readable", "accepted (correct, readable)",
+            "repeated 4-grams"]
+    rows = [[name, *[length_percentile_cell(e.get(f"response_length_percentiles{x}")) for x in ("", "_correct", "_incorrect")],
+             *[(e.get("readability") or {}).get(k) for k in ("readable_rate", "accepted_rate", "repeated_ngram_fraction")]]
+            for name, e in evals]
+    dhead = ["stage", "difficulty", "length p50 / p90 / p99", "readable"]
+    drows = [[name, lbl, length_percentile_cell({q: r.get(f"response_length_{q}") for q in ("p50", "p90", "p99")}
+                                                if "response_length_p50" in r else None), r.get("readable_rate")]
+             for name, e in evals for lbl, r in (e.get("by_difficulty") or {}).items()]
+    md = ["## Response length and readability (sampled completions)", markdown(head, rows), markdown(dhead, drows)]
+    body = ["<h2>Response length and readability</h2><p>Token lengths of the sampled completions (numpy's linear "
+            "percentiles); readable: passes every readability filter of rejection sampling (<code>r1lab/rewards/"
+            "readability.py</code>: format, language consistency, no code fences, length, repetition, true claims).</p>",
+            html_table(head, rows), html_table(dhead, drows)]
     return md, body
 
 

@@ -68,6 +68,8 @@ def eval_table(result: dict) -> str:
         present = {c for r in result["by_difficulty"].values() for c in r}
         cols = [c for c in ("greedy_accuracy", "sampled_accuracy", "pass@k", "maj@k", "answer_distance") if c in present]
         parts.append(markdown(("difficulty", "problems", *cols), [(lbl, r["num_problems"], *[r.get(c) for c in cols]) for lbl, r in result["by_difficulty"].items()]))
+    if result.get("response_length_percentiles") or result.get("readability"):
+        parts.append(length_readability_table(result))
     if result.get("behaviours"):
         b = result["behaviours"]
         parts.append(markdown(("behaviour", "per completion", "share of completions"), [(n, b[n]["mean"], b[n]["rate"]) for n in BEHAVIOURS if n in b]))
@@ -79,6 +81,30 @@ def eval_table(result: dict) -> str:
     if result.get("tools"):
         parts.append(markdown(("tool use", "sampled"), list(result["tools"].items())))
     return "\n\n".join(parts)
+
+
+def length_percentile_cell(p: dict | None) -> str:
+    """``p50 / p90 / p99`` of eval.json's length percentiles (``–`` without them).
+
+    >>> length_percentile_cell({"p50": 25.0, "p90": 37.0, "p99": 39.7})
+    '25.0 / 37.0 / 39.7'
+    """
+    return " / ".join(fmt(float(p[q]), 1) for q in ("p50", "p90", "p99")) if p else "–"
+
+
+def length_readability_table(result: dict) -> str:
+    """eval.json's response-length percentiles (all, correct, incorrect sampled completions) and
+    ``readability`` (rejection sampling's filters on them) as one figure/value table."""
+    rows = [(f"response length p50 / p90 / p99 ({which}, tokens)", length_percentile_cell(result.get(key)))
+            for which, key in (("all", "response_length_percentiles"), ("correct", "response_length_percentiles_correct"),
+                               ("incorrect", "response_length_percentiles_incorrect")) if key in result]
+    r = result.get("readability") or {}
+    if r:
+        rows += [("readable (passes every readability filter)", r["readable_rate"]),
+                 ("accepted (correct and readable)", r["accepted_rate"]),
+                 ("repeated word 4-gram share", r["repeated_ngram_fraction"]),
+                 *[(f"fails filter: {name}", v) for name, v in r["fail_rate"].items()]]
+    return markdown(("length and readability (sampled)", "value"), rows)
 
 
 def scaling_table(rows: list[dict]) -> str:

@@ -13,7 +13,8 @@ one scored completion::
 
 Readability filters (DeepSeek-R1, section 2.3.3: "we have filtered out chain-of-thought with
 mixed languages, long paragraphs, and code blocks") are a registry of predicates with one
-signature, ``fn(sample, cfg) -> bool`` (True = keep); config switches each one on or off.
+signature, ``fn(sample, cfg) -> bool`` (True = keep), in :mod:`r1lab.rewards.readability` (evaluation
+reports them too); config switches each one on or off.
 Beyond R1's list, ``true_claims`` refuses reasoning that states a false arithmetic claim
 (``6-1=7``, ``check 6-1/1=10 ok``: :mod:`r1lab.rewards.claims`), so a right answer reached through
 false steps is not distilled (rejection sampling) nor chosen (DPO, which reads the same filters).
@@ -34,46 +35,8 @@ import random
 from typing import Any, Callable, Sequence
 
 from r1lab.config.schema import ReadabilityConfig  # the filters' switches, declared with the stage schemas
-from r1lab.rewards.claims import has_false_claim
-from r1lab.rewards.language import reasoning_text
-
-Sample = dict[str, Any]
-
-
-def repeated_ngram_fraction(text: str, n: int) -> float:
-    """Share of the word n-grams of ``text`` that already occurred earlier in it.
-
-    >>> repeated_ngram_fraction("a b a b a b", 2)
-    0.6
-    >>> repeated_ngram_fraction("too short", 4)
-    0.0
-    """
-    words = text.split()
-    grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
-    if not grams:
-        return 0.0
-    return 1.0 - len(set(grams)) / len(grams)
-
-
-FilterFn = Callable[[Sample, ReadabilityConfig], bool]
-FILTERS: dict[str, FilterFn] = {
-    "well_formed": lambda s, cfg: s["rewards"]["format"] >= 1.0,
-    "language": lambda s, cfg: s["rewards"][cfg.language_reward] >= cfg.min_language_consistency,
-    "no_code_fences": lambda s, cfg: "```" not in reasoning_text(s["response"]),
-    "length": lambda s, cfg: s["num_tokens"] >= cfg.min_tokens and (cfg.max_tokens <= 0 or s["num_tokens"] <= cfg.max_tokens),
-    "repetition": lambda s, cfg: repeated_ngram_fraction(s["response"], cfg.repetition_ngram) <= cfg.max_repeated_fraction,
-    "true_claims": lambda s, cfg: not has_false_claim(s["response"]),
-}
-
-
-def active_filters(cfg: ReadabilityConfig) -> list[str]:
-    """Names of the filters switched on (each filter's on/off flag has the filter's name)."""
-    return [name for name in FILTERS if getattr(cfg, name)]
-
-
-def failed_filters(sample: Sample, cfg: ReadabilityConfig) -> list[str]:
-    """The active filters ``sample`` fails (all of them are checked, for the report)."""
-    return [name for name in active_filters(cfg) if not FILTERS[name](sample, cfg)]
+# the readability filters live with the rewards, where evaluation reads them too (eval.json's readability)
+from r1lab.rewards.readability import FILTERS, FilterFn, Sample, active_filters, failed_filters, repeated_ngram_fraction  # noqa: F401
 
 
 def accepted(sample: Sample) -> bool:

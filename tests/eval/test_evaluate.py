@@ -50,13 +50,21 @@ def test_summarize_worked_example():
     assert out["maj_at_k"]["4"] == 0.5
     assert out["mean_response_length"] == pytest.approx(37.5)
     assert out["answer_distance"] == pytest.approx((0.75 + 3.75) / 2)
-    assert out["by_difficulty"]["easy"] == {"num_problems": 1, "greedy_accuracy": 1.0, "sampled_accuracy": 0.5,
-                                            "pass@k": 1.0, "maj@k": 1.0, "answer_distance": 0.75}
+    assert out["by_difficulty"]["easy"] == pytest.approx({"num_problems": 1, "greedy_accuracy": 1.0, "sampled_accuracy": 0.5,
+                                            "pass@k": 1.0, "maj@k": 1.0, "answer_distance": 0.75,
+                                            "response_length_p50": 25.0, "response_length_p90": 37.0, "response_length_p99": 39.7})
     lo, hi = out["ci95"]["greedy_accuracy"]
     assert 0.0 <= lo <= 0.5 <= hi <= 1.0
     assert set(out["ci95"]) >= {"sampled_accuracy", "pass@4", "maj@4", "format_rate", "mean_response_length"}
     assert out["behaviours"]["reflection"] == {"mean": 0.0, "rate": 0.0}
     assert "process" not in out  # scores without claim counts
+    # numpy's linear percentiles: all 8 lengths sorted 10 20 30 40 50 50 50 50 -> p50 between 40 and 50;
+    # correct ones 10 20 50: p90 at rank 1.8 = 20 + 0.8 * 30; incorrect ones 30 40 50 50 50
+    assert out["response_length_percentiles"] == {"p50": 45.0, "p90": 50.0, "p99": 50.0}
+    assert out["response_length_percentiles_correct"] == {"p50": 20.0, "p90": 44.0, "p99": 49.4}
+    assert out["response_length_percentiles_incorrect"] == {"p50": 50.0, "p90": 50.0, "p99": 50.0}
+    assert out["by_difficulty"]["hard"]["response_length_p99"] == 50.0
+    assert "readability" not in out and "readable_rate" not in out["by_difficulty"]["easy"]  # scores not judged for it
 
 
 def test_summarize_process_validity():
@@ -136,3 +144,43 @@ def test_evaluate_with_tools_reports_tool_use(tiny):
             "tool_token_share"} <= set(res["tools"])
     assert all(isinstance(r["tool_calls"], int) for r in records) and len(records) == 2 * (1 + 2)
     assert res["tools"]["calls_per_completion"] == pytest.approx(np.mean([r["tool_calls"] for r in records if r["kind"] == "sample"]))
+
+
+GOOD = "7*3=21 21+1=22 yes</think><answer>7*3+1</answer>"  # after the template's "<think>"
+FENCED = "```x```</think><answer>1</answer>"
+LOOPING = "a b c d a b c d a b c d a b c d</think><answer>1</answer>"  # 7 of its 13 word 4-grams repeat
+MIXED = "先加再乘 ok</think><answer>1</answer>"  # 1 English word of 5: language consistency 0.2
+
+
+def test_readability_of_the_completions_is_rejection_samplings_filters():
+    from r1lab.config.schema import ReadabilityConfig
+    from r1lab.eval.evaluate import score_rollouts
+
+    task = build_task(TaskConfig(question_style="short", countdown=CountdownTaskConfig(num_train=10, num_test=5, num_test_hard=0)))
+    rows = {"numbers": [[3, 7, 1], [3, 7, 1]], "target": [22, 22]}
+    texts = [[GOOD, FENCED], [LOOPING, MIXED]]
+    rollouts = Rollouts(texts=texts, lengths=np.array([[20, 12], [30, 0]]), stopped=np.ones((2, 2), dtype=bool), seconds=0.0,
+                        correct=np.array([[1.0, 1.0], [0.0, 1.0]]), formatted=np.ones((2, 2)))
+    scored = score_rollouts(task, "r1_zero_short", rollouts, rows, ReadabilityConfig())
+    assert {n: v.tolist() for n, v in scored.readability_failed.items() if v.any()} == {
+        "no_code_fences": [[False, True], [False, False]], "repetition": [[False, False], [True, False]],
+        "language": [[False, False], [False, True]], "length": [[False, False], [False, True]]}  # MIXED has 0 tokens too
+    assert scored.repeated_ngrams[1, 0] == pytest.approx(7 / 13)
+    out = summarize(scored, scored, rollouts.lengths, ["easy", "hard"], seed=0)
+    assert out["readability"] == {  # of 4 completions only GOOD passes, and it is correct
+        "readable_rate": 0.25, "accepted_rate": 0.25, "repeated_ngram_fraction": pytest.approx(7 / 13 / 4),
+        "fail_rate": {"well_formed": 0.0, "language": 0.25, "no_code_fences": 0.25, "length": 0.25, "repetition": 0.25,
+                      "true_claims": 0.0}}
+    assert out["by_difficulty"]["easy"]["readable_rate"] == 0.5 and out["by_difficulty"]["hard"]["readable_rate"] == 0.0
+
+
+def test_evaluate_reports_length_percentiles_and_readability(tiny):
+    model, tok = tiny
+    task = build_task(TaskConfig(question_style="short", countdown=CountdownTaskConfig(num_train=10, num_test=5, num_test_hard=2)))
+    cfg = EvalConfig(num_problems=3, samples=2, max_new_tokens=6, batch_size=8)
+    res, records = evaluate_with_samples(model, tok, task, "r1_zero_short", cfg, seed=0)
+    lengths = [r["length"] for r in records if r["kind"] == "sample"]
+    assert res["response_length_percentiles"] == {f"p{q}": pytest.approx(np.percentile(lengths, q)) for q in (50, 90, 99)}
+    assert 0.0 <= res["readability"]["accepted_rate"] <= res["readability"]["readable_rate"] <= 1.0
+    assert set(res["readability"]["fail_rate"]) == {"well_formed", "language", "no_code_fences", "length", "repetition", "true_claims"}
+    assert all({"response_length_p50", "readable_rate"} <= set(row) for row in res["by_difficulty"].values())
