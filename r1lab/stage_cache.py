@@ -80,6 +80,8 @@ NOT_IN_KEY: dict[str, tuple[str, ...]] = {
                 "kv_cache_gb", "weight_sync_timeout_s", "servers", "worker_threads", "worker_timeout_s", "restart_workers"),
     "eval": ("initial",),
 }
+# the evaluation suites the in-training evaluation does not run: only in eval_key
+FINAL_EVAL_ONLY = ("forgetting", "faithfulness", "robustness")
 # the in-training evaluation's own fields: in a stage's key when eval.every > 0, never in eval_key
 EVAL_DURING_TRAINING = ("every", "every_num_problems", "every_samples")
 # what a stage directory holds that is not the stage's output (or is the pipeline's, cached apart)
@@ -184,7 +186,7 @@ def key_inputs(run: RunConfig, stage_cfg: Any, earlier: list[str], run_fn: Calla
         "rollout": without(asdict(run.rollout), NOT_IN_KEY["rollout"]),
     }
     if run.eval.every > 0:
-        settings["eval"] = without(asdict(run.eval), NOT_IN_KEY["eval"])
+        settings["eval"] = without(asdict(run.eval), NOT_IN_KEY["eval"] + FINAL_EVAL_ONLY)
     return {"kind": stage_cfg.kind, "stage": stage, "run": settings, "earlier": list(earlier),
             "files": file_inputs(stage, model, task), "code": code_version(run_fn)}
 

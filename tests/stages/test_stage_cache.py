@@ -105,6 +105,9 @@ def test_the_key_holds_what_the_result_depends_on_and_nothing_else(tmp_path):
         keys_of(arm(1e-5, {"data": str(data)}), eval={"every": 2}),  # in-training evaluation writes metrics
     ):
         assert changed["cold"] != base["cold"] and changed["grpo"] != base["grpo"]  # chained
+    # the suites only the final evaluation runs stay out of a stage's key even with in-training evaluation
+    during = keys_of(arm(1e-5, {"data": str(data)}), eval={"every": 2})
+    assert keys_of(arm(1e-5, {"data": str(data)}), eval={"every": 2, "forgetting": True, "faithfulness": True}) == during
     data.write_text('{"prompt": "1+1", "response": "33"}\n')  # same path, new content
     assert keys_of(arm(1e-5, {"data": str(data)}))["cold"] != base["cold"]
 
