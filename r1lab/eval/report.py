@@ -399,30 +399,6 @@ def length_section(stages: list[StageData]) -> Section:
     return md, body
 
 
-def length_section(stages: list[StageData]) -> Section:
-    """Per stage: response-length percentiles of the sampled completions (all, correct, incorrect)
-    and their readability (eval.json's ``response_length_percentiles*`` and ``readability``), then
-    by difficulty; nothing when no stage's eval.json has them (one written before they existed)."""
-    evals = [(s.name, s.eval) for s in stages if s.eval and "response_length_percentiles" in s.eval]
-    if not evals:
-        return [], []
-    head = ["stage", "length p50 / p90 / p99", "correct", "incorrect", "readable", "accepted (correct, readable)",
-            "repeated 4-grams"]
-    rows = [[name, *[length_percentile_cell(e.get(f"response_length_percentiles{x}")) for x in ("", "_correct", "_incorrect")],
-             *[(e.get("readability") or {}).get(k) for k in ("readable_rate", "accepted_rate", "repeated_ngram_fraction")]]
-            for name, e in evals]
-    dhead = ["stage", "difficulty", "length p50 / p90 / p99", "readable"]
-    drows = [[name, lbl, length_percentile_cell({q: r.get(f"response_length_{q}") for q in ("p50", "p90", "p99")}
-                                                if "response_length_p50" in r else None), r.get("readable_rate")]
-             for name, e in evals for lbl, r in (e.get("by_difficulty") or {}).items()]
-    md = ["## Response length and readability (sampled completions)", markdown(head, rows), markdown(dhead, drows)]
-    body = ["<h2>Response length and readability</h2><p>Token lengths of the sampled completions (numpy's linear "
-            "percentiles); readable: passes every readability filter of rejection sampling (<code>r1lab/rewards/"
-            "readability.py</code>: format, language consistency, no code fences, length, repetition, true claims).</p>",
-            html_table(head, rows), html_table(dhead, drows)]
-    return md, body
-
-
 def training_section(stages: list[StageData], out: Path) -> Section:
     """Training curves of each stage that logged metrics, ``training-<stage>.png`` each."""
     from r1lab.eval.plots import curves_plot
