@@ -67,3 +67,12 @@ class CompareConfig:
 
     sweep_dir: str = MISSING  # multirun/<name>/<timestamp>/ holding one run dir per job
     out_dir: Optional[str] = None  # default: the sweep dir
+    # Seed bands (r1lab.eval.seed_bands): runs whose overrides differ only in seed-like keys form an
+    # arm; each figure gets its mean, sample std (ddof=1), min and max over the arm's seeds.
+    # eval.json figures by dotted path, e.g. [greedy_accuracy, pass_at_k.4, by_difficulty.hard.greedy_accuracy];
+    # [] = the headline figures, shown only when some arm has several seeds
+    metrics: list[str] = field(default_factory=list)
+    curves: list[str] = field(default_factory=list)  # metrics.jsonl names per step, e.g. [reward, response_length] (compare-curves.png)
+    stage: Optional[str] = None  # the stage read for metrics and curves: its directory (02-grpo) or name (grpo); null = each run's final stage
+    band: str = "minmax"  # the curves' shaded band: minmax (min..max over seeds) | std (mean ± one sample std)
+    seed_keys: list[str] = field(default_factory=lambda: ["seed", "*.seed"])  # override keys (globs) averaged over, not arms

@@ -62,7 +62,7 @@ from r1lab.rollout.engine import RolloutEngine, SamplingParams, as_engine
 from r1lab.rollout.groups import sample_groups
 from r1lab.rollout.tool_calls import tool_figures, tool_sums
 
-BY_DIFFICULTY_FIGURES = ("greedy_accuracy", "sampled_accuracy", "pass@k", "maj@k", "answer_distance")
+BY_DIFFICULTY_FIGURES = ("greedy_accuracy", "sampled_accuracy", "pass@k", "maj@k", "answer_distance", "mean_response_length")
 
 
 @dataclass
@@ -159,7 +159,7 @@ def score_rollouts(task: Task, template: str, rollouts: Rollouts, rows: dict[str
     analysis = task_analysis(task)
     keys = analysis.answer_keys(responses, rep)
     distance = analysis.distances(responses, rep)
-    claims = claim_counts(flat)
+    claims = claim_counts(responses)  # as rewards see them: the direct template's answer is no reasoning (same counts otherwise)
     return Scored(
         responses=[responses[i * k : (i + 1) * k] for i in range(p)],
         correct=rollouts.correct,

@@ -1,4 +1,4 @@
-"""Matplotlib figures of reports, sweeps and test-time scaling (Agg backend, PNG files)."""
+"""Matplotlib figures of reports, sweeps (per run, and per arm over seeds) and test-time scaling (Agg backend, PNG files)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -181,4 +181,61 @@ def perplexity_bridge_plot(study: dict, path: Path, title: str = "Perplexity bri
     ax.set_title(f"{title}\nlower with reasoning: {share:.0%} of {len(probs)}" if share is not None else title, fontsize=10)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def _panels(n: int, width: float = 5.0, height: float = 3.6):
+    """A grid of ``n`` panels, at most 3 a row; the unused ones hidden."""
+    cols = min(3, max(1, n))
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    return fig, list(axes.flat)[:n]
+
+
+def arm_bars(labels: Sequence[str], figures: dict[str, list[dict]], path: Path, title: str) -> Path:
+    """One panel per figure: a bar per arm at its mean over seeds, whiskers min..max, one dot per
+    seed. ``figures[name][arm]`` holds ``mean``, ``min``, ``max`` and ``values`` (one per run)."""
+    fig, axes = _panels(len(figures), width=max(4.0, 1.1 * len(labels) + 2))
+    x = np.arange(len(labels))
+    for ax, (name, arms) in zip(axes, figures.items()):
+        mean = np.array([np.nan if a["mean"] is None else a["mean"] for a in arms], float)
+        lo = np.array([np.nan if a["min"] is None else a["min"] for a in arms], float)
+        hi = np.array([np.nan if a["max"] is None else a["max"] for a in arms], float)
+        ax.bar(x, np.nan_to_num(mean), 0.6, alpha=0.6)
+        # clipped: the mean of equal values can differ from them by a rounding error
+        ax.errorbar(x, mean, yerr=np.clip(np.nan_to_num(np.array([mean - lo, hi - mean])), 0, None), fmt="none", ecolor="k", capsize=4)
+        for j, a in enumerate(arms):
+            vals = [v for v in a.get("values", []) if v is not None]
+            if vals:  # the seeds side by side, so equal values stay visible
+                ax.scatter(x[j] + np.linspace(-0.12, 0.12, len(vals)), vals, s=14, color="k", zorder=3)
+        ax.set_xticks(x)
+        ax.set_xticklabels(labels, rotation=20 if max((len(lbl) for lbl in labels), default=0) > 12 else 0, ha="right", fontsize=8)
+        ax.set_title(name)
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def band_curves(labels: Sequence[str], curves: dict[str, list[dict]], path: Path, title: str, band: str = "minmax",
+                xlabel: str = "optimizer step") -> Path:
+    """One panel per metric: per arm, the mean over seeds per step and a shaded band (``band``:
+    ``minmax`` or ``std``, ``r1lab.eval.seed_bands.band``). ``curves[name][arm]`` is a ``curve_spread``."""
+    from r1lab.eval.seed_bands import band as band_of
+
+    fig, axes = _panels(len(curves))
+    for ax, (name, arms) in zip(axes, curves.items()):
+        for label, curve in zip(labels, arms):
+            if not curve["step"]:
+                continue
+            lo, hi = band_of(curve, band)
+            line = ax.plot(curve["step"], curve["mean"], label=label, marker="." if len(curve["step"]) < 30 else None)[0]
+            ax.fill_between(curve["step"], lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
+        ax.set_title(name)
+        ax.set_xlabel(xlabel)
+        ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 4), useOffset=False)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
     return _save(fig, path)

@@ -66,7 +66,7 @@ def eval_table(result: dict) -> str:
     parts = [f"{result['num_problems']} problems, {result['samples_per_problem']} samples each", markdown(("figure", "value", "95% CI (bootstrap over problems)"), rows)]
     if result.get("by_difficulty"):
         present = {c for r in result["by_difficulty"].values() for c in r}
-        cols = [c for c in ("greedy_accuracy", "sampled_accuracy", "pass@k", "maj@k", "answer_distance") if c in present]
+        cols = [c for c in ("greedy_accuracy", "sampled_accuracy", "pass@k", "maj@k", "answer_distance", "mean_response_length") if c in present]
         parts.append(markdown(("difficulty", "problems", *cols), [(lbl, r["num_problems"], *[r.get(c) for c in cols]) for lbl, r in result["by_difficulty"].items()]))
     if result.get("response_length_percentiles") or result.get("readability"):
         parts.append(length_readability_table(result))
@@ -187,3 +187,23 @@ def studies_tables(studies: dict) -> str:
     if "perplexity_bridge" in studies:
         parts.append(perplexity_bridge_table(studies["perplexity_bridge"]))
     return "\n\n".join(parts)
+
+
+def spread_cell(stats: dict, runs: int, digits: int = 3) -> str:
+    """``mean ± std [min, max]`` of one arm's figure over its seeds (``r1lab.eval.seed_bands.spread``);
+    ``± –`` with one seed; ``(n=2)`` when fewer of its ``runs`` have the figure; ``–`` when none does.
+
+    >>> spread_cell({"n": 3, "mean": 0.6, "std": 0.1, "min": 0.5, "max": 0.7}, 3)
+    '0.600 ± 0.100 [0.500, 0.700]'
+    """
+    if not stats.get("n"):
+        return "–"
+    cell = f"{fmt(stats['mean'], digits)} ± {fmt(stats['std'], digits)} [{fmt(stats['min'], digits)}, {fmt(stats['max'], digits)}]"
+    return cell if stats["n"] == runs else f"{cell} (n={stats['n']})"
+
+
+def arms_table(labels: Sequence[str], runs: Sequence[int], figures: dict[str, list[dict]]) -> str:
+    """One row per arm (its label, its number of runs), one column per figure: :func:`spread_cell`."""
+    head = ("arm", "seeds", *figures)
+    rows = [(lbl, n, *[spread_cell(figures[m][j], n) for m in figures]) for j, (lbl, n) in enumerate(zip(labels, runs))]
+    return markdown(head, rows)

@@ -5,6 +5,16 @@
   ends with ``<think>``, so the model's response starts inside the reasoning.
 - ``r1_zero_short``: the same conversation without the long instruction preamble, for tiny
   character-level models whose cost grows with every prompt character.
+- ``direct``: the ``r1_zero_short`` conversation with the reasoning already closed, so the model
+  answers without reasoning (the reasoning-vs-direct ablation): the prompt ends with
+  ``<think>answer directly</think>\n<answer>`` and the model writes ``EXPR</answer>``. Why a
+  closed, non-blank think block rather than a bare ``<answer>``: the response as rewards see it
+  (``full_response``) is then ``<think>answer directly</think>\n<answer>EXPR</answer>``, R1's
+  strict format, so the ``format`` reward, the format gate, the answer-span rules
+  (``r1lab.rewards.spans``) and the eval's format rate read a direct answer as they read a
+  reasoned one (Qwen3 turns thinking off the same way, with an empty think block; ours is
+  non-blank because the strict format refuses blank reasoning). Its cold-start traces are the
+  answer only (``answer_only``; ``r1lab.tasks.countdown_traces.answer_only_trace``).
 - ``chat``: the model's own chat template (instruct models), generation prompt added.
 - ``none``: the question as it is.
 """
@@ -18,7 +28,11 @@ R1_ZERO_PREAMBLE = (
     "here </think> <answer> answer here </answer>."
 )
 
-TEMPLATES = ("r1_zero", "r1_zero_short", "chat", "none")
+TEMPLATES = ("r1_zero", "r1_zero_short", "direct", "chat", "none")
+
+# What the `direct` prompt has already written of the response: the reasoning, closed, and the
+# answer tag opened (module docstring).
+DIRECT_OPENED = "<think>answer directly</think>\n<answer>"
 
 # Checkpoints r1lab writes carry the template they were trained with in tokenizer_config.json,
 # so a later run that loads one with another template is told (its prompts would not match).
@@ -40,11 +54,26 @@ def opens_think(template: str) -> bool:
     return template in ("r1_zero", "r1_zero_short")
 
 
+def answer_only(template: str) -> bool:
+    """Whether the prompt asks for the answer alone (``direct``): the model writes no reasoning,
+    and its cold-start traces are the answer only."""
+    return template == "direct"
+
+
+def opened_response(template: str) -> str:
+    """The part of the response the prompt already wrote: ``<think>``, ``DIRECT_OPENED`` or ``""``."""
+    if opens_think(template):
+        return "<think>"
+    return DIRECT_OPENED if answer_only(template) else ""
+
+
 def render_prompt(template: str, question: str, tokenizer=None) -> str:
     if template == "r1_zero":
         return f"{R1_ZERO_PREAMBLE}\nUser: {question}\nAssistant: <think>"
     if template == "r1_zero_short":
         return f"User: {question}\nAssistant: <think>"
+    if template == "direct":
+        return f"User: {question}\nAssistant: {DIRECT_OPENED}"
     if template == "chat":
         if tokenizer is None or not getattr(tokenizer, "chat_template", None):
             raise ValueError(
@@ -59,8 +88,9 @@ def render_prompt(template: str, question: str, tokenizer=None) -> str:
 
 
 def full_response(template: str, response: str) -> str:
-    """The model's whole response as rewards see it (with the ``<think>`` the prompt opened)."""
-    return "<think>" + response if opens_think(template) else response
+    """The model's whole response as rewards see it (with what the prompt opened: ``<think>``, or
+    ``direct``'s closed reasoning and ``<answer>``)."""
+    return opened_response(template) + response
 
 
 def encode_prompt(tokenizer, template: str, question: str) -> list[int]:

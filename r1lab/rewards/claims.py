@@ -34,9 +34,9 @@ What a claim is:
 
 These are surface patterns, like :mod:`r1lab.rewards.behaviours`: they judge what the text
 states where it looks like arithmetic. Tested on labelled examples in
-``tests/rewards/test_claims.py``. Not a reward (nothing is registered): the evaluation
-(``process`` in eval.json), the behaviour counts (``false_verification``) and the
-rejection-sampling filter ``true_claims`` use it.
+``tests/rewards/test_claims.py``. It registers nothing: the ``process_validity`` reward
+(:mod:`r1lab.rewards.process`), the evaluation (``process`` in eval.json), the behaviour counts
+(``false_verification``) and the rejection-sampling filter ``true_claims`` use it.
 """
 from __future__ import annotations
 

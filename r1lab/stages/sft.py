@@ -15,7 +15,8 @@ so gradient accumulation and the number of ranks do not change it. Tool output c
 every ``<result>...</result>`` span of a response (tags included; any data source) is masked,
 because at rollout time the framework appends that whole span and the policy never samples it
 (``encode_response``: the pieces are tokenised as the rollout does; ``trace_tools`` writes
-calculator-call traces).
+calculator-call traces). Under ``model.template=direct`` the traces are the answer alone
+(``r1lab.tasks.countdown_traces.answer_only_trace``), so a direct arm learns answers, not reasoning.
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ from r1lab.algorithms.reduce import LossNorm, reduce_loss
 from r1lab.config.schema import StageConfig
 from r1lab.engine import dist
 from r1lab.models.forward import token_logprobs
-from r1lab.models.templates import encode_prompt
+from r1lab.models.templates import answer_only, encode_prompt
 from r1lab.stages.context import StageContext, ceil_div, length_grouped, per_rank, step_indices
 from r1lab.rewards.spans import result_spans
 from r1lab.stages.filters import render_messages
@@ -104,9 +105,12 @@ def load_examples(ctx: StageContext, tokenizer) -> list[Example]:
         problems = ctx.task.split("train")
         if cfg.num_examples:
             problems = problems.select(range(min(cfg.num_examples, len(problems))))
-        ds = make_sft_dataset(
+        if cfg.trace_tools and answer_only(template):
+            raise ValueError(f"stages.{ctx.stage.name}.trace_tools=true with model.template={template}: a direct answer "
+                             "calls no tool; set trace_tools=false or use a reasoning template (r1_zero_short)")
+        ds = make_sft_dataset(  # the direct template's traces are the answer alone (derived, not configured)
             problems, seed=cfg.seed, behaviours=cfg.trace_behaviours, wrong_answer_rate=cfg.trace_wrong_answer_rate,
-            tools=cfg.trace_tools, tool=cfg.trace_tool,
+            tools=cfg.trace_tools, tool=cfg.trace_tool, answer_only=answer_only(template),
         )
         prompts = [ctx.task.question(row) for row in ds]
         responses = ds["response"]

@@ -53,6 +53,12 @@ the next-ranked attempt instead of calling the tool twice on the same input.)
 ``behaviours=False`` keeps only the successful call line; ``wrong_answer=True`` marks the last
 failing attempt ``yes`` against its tool's ``false``.
 
+Direct-answer variant (``answer_only=True``, the ``direct`` template of
+``r1lab.models.templates``, whose prompt already ends with a closed reasoning and ``<answer>``):
+the trace is the answer alone, ``5*3+7</answer>``, the same final expression as the reasoning
+trace of the same seed (:func:`answer_only_trace`), so the two arms of the reasoning-vs-direct
+ablation train on the same answers and differ only in the reasoning before them.
+
 With ``tool="countdown"`` the call is the bare expression and the ``countdown`` tool, which is
 given the problem, checks it as the reward will (``r1lab.tools.countdown``)::
 
@@ -227,6 +233,16 @@ def make_trace(
     return "\n".join(lines) + f"\n</think>\n<answer>{final.expr}</answer>"
 
 
+def answer_only_trace(trace: str) -> str:
+    """The direct-answer form of a :func:`make_trace` trace: its final answer and the closing tag,
+    what the model writes after the ``direct`` prompt's ``<answer>``.
+
+    >>> answer_only_trace("7*5=35 35-3=32 no\\n5*3=15 15+7=22 yes\\n</think>\\n<answer>5*3+7</answer>")
+    '5*3+7</answer>'
+    """
+    return trace.rsplit("<answer>", 1)[1]
+
+
 def make_sft_dataset(
     problems: Dataset,
     seed: int,
@@ -235,6 +251,7 @@ def make_sft_dataset(
     wrong_answer_rate: float = 0.0,
     tools: bool = False,
     tool: str = "calculator",
+    answer_only: bool = False,
 ) -> Dataset:
     """``problems`` plus ``response`` (a :func:`make_trace`) and ``response_correct`` (whether
     its answer solves the problem).
@@ -243,6 +260,8 @@ def make_sft_dataset(
     when other rows are added or removed. Exactly ``round(wrong_answer_rate * len(problems))``
     rows, chosen at random, get a wrong final answer. ``tools``: tool-call traces (``tool``:
     calculator or countdown), the same attempts as without (the same random streams).
+    ``answer_only``: each response is :func:`answer_only_trace` of the same trace (the ``direct``
+    template's cold start: the same answers, no reasoning).
     """
     if not 0.0 <= wrong_answer_rate <= 1.0:
         raise ValueError(f"wrong_answer_rate must be in [0, 1], got {wrong_answer_rate}")
@@ -257,11 +276,13 @@ def make_sft_dataset(
             raise ValueError(f"cannot write a trace for problem row {i}: {e}") from None
         responses.append(trace)
     correct = [
-        is_solution(r.rsplit("<answer>", 1)[1].removesuffix("</answer>"), numbers, target)
+        is_solution(answer_only_trace(r).removesuffix("</answer>"), numbers, target)
         for r, numbers, target in zip(responses, problems["numbers"], problems["target"])
     ]
+    if answer_only:
+        responses = [answer_only_trace(r) for r in responses]
     out = problems.remove_columns([c for c in ("response", "response_correct") if c in problems.column_names])
     return out.add_column("response", responses).add_column("response_correct", correct)
 
 
-__all__ = ["TRACE_TOOLS", "Attempt", "all_attempts", "calculator_text", "format_value", "make_sft_dataset", "make_trace"]
+__all__ = ["TRACE_TOOLS", "Attempt", "all_attempts", "answer_only_trace", "calculator_text", "format_value", "make_sft_dataset", "make_trace"]

@@ -52,7 +52,9 @@ def test_summarize_worked_example():
     assert out["answer_distance"] == pytest.approx((0.75 + 3.75) / 2)
     assert out["by_difficulty"]["easy"] == pytest.approx({"num_problems": 1, "greedy_accuracy": 1.0, "sampled_accuracy": 0.5,
                                             "pass@k": 1.0, "maj@k": 1.0, "answer_distance": 0.75,
+                                            "mean_response_length": 25.0,
                                             "response_length_p50": 25.0, "response_length_p90": 37.0, "response_length_p99": 39.7})
+    assert out["by_difficulty"]["hard"]["mean_response_length"] == 50.0
     lo, hi = out["ci95"]["greedy_accuracy"]
     assert 0.0 <= lo <= 0.5 <= hi <= 1.0
     assert set(out["ci95"]) >= {"sampled_accuracy", "pass@4", "maj@4", "format_rate", "mean_response_length"}

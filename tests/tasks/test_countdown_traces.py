@@ -286,3 +286,22 @@ def test_strict_format_accepts_tool_traces():
     full = ["<think>" + r for r in sft["response"]]  # the template's prompt opens <think>
     assert format_reward(full).tolist() == [1.0] * len(full)
     assert countdown_reward(full, sft["numbers"], sft["target"]).tolist() == [1.0] * len(full)
+
+
+def test_answer_only_traces_are_the_reasoning_traces_answers():
+    """The direct template's cold start: the same final answers as the reasoning traces of the
+    same seed, nothing before them; scored through the direct template as the rewards see it."""
+    from r1lab.models.templates import full_response
+    from r1lab.rewards.countdown import countdown_reward
+    from r1lab.rewards.format import format_reward
+    from r1lab.tasks.countdown_traces import answer_only_trace
+
+    problems = generate_problems(60, seed=8)
+    reasoned = make_sft_dataset(problems, seed=3, wrong_answer_rate=0.1)
+    direct = make_sft_dataset(problems, seed=3, wrong_answer_rate=0.1, answer_only=True)
+    for r, d in zip(reasoned["response"], direct["response"]):
+        assert d == r.rsplit("<answer>", 1)[1] == answer_only_trace(r) and "<think>" not in d and "\n" not in d
+    assert direct["response_correct"] == reasoned["response_correct"]
+    full = [full_response("direct", d) for d in direct["response"]]
+    assert format_reward(full).tolist() == [1.0] * len(full)
+    assert countdown_reward(full, direct["numbers"], direct["target"]).tolist() == [float(c) for c in direct["response_correct"]]
