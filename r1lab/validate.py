@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from r1lab.config.errors import ConfigError
 from r1lab.config.schema import RunConfig
+from r1lab.engine.schedule import SCHEDULES
 from r1lab.models.templates import TEMPLATES
 from r1lab.rollout.engine import ROLLOUT_ENGINES
 from r1lab.rollout.wire import parse_address
@@ -38,8 +39,8 @@ def check_stage(name: str, cfg: Any) -> None:
         raise
     except ValueError as err:
         raise ConfigError(str(err)) from None
-    if cfg.schedule not in ("cosine", "linear", "constant"):
-        raise ConfigError(f"stages.{name}.schedule={cfg.schedule!r}; valid: cosine, linear, constant")
+    if cfg.schedule not in SCHEDULES:
+        raise ConfigError(f"stages.{name}.schedule={cfg.schedule!r}; valid: {', '.join(SCHEDULES.names())}")
     if getattr(cfg, "tools", None) is not None:
         check_tools(cfg.tools, f"stages.{name}.tools")
     if getattr(cfg, "trace_tool", None) is not None and cfg.trace_tool not in TRACE_TOOLS:

@@ -34,9 +34,11 @@ import sys
 import threading
 import time
 import traceback
+from typing import Any, Callable
 
 import torch
 
+from r1lab.registry import Registry
 from r1lab.rollout.transfer import BucketInfo, GlooGroup
 from r1lab.rollout.wire import PROTOCOL_VERSION, ConnectionClosed, completion_json, recv_message, send_message
 
@@ -94,14 +96,22 @@ class HFWorkerBackend:
         pass
 
 
-def build_backend(backend: str, model_path: str, dtype: torch.dtype, seed: int, options: dict):
-    if backend == "hf":
-        return HFWorkerBackend(model_path, dtype, seed)
-    if backend == "vllm":
-        from r1lab.rollout.vllm_worker import VLLMWorkerBackend
+def _vllm_backend(model_path: str, dtype: torch.dtype, seed: int, options: dict):
+    from r1lab.rollout.vllm_worker import VLLMWorkerBackend  # vLLM only when asked for
 
-        return VLLMWorkerBackend(model_path, dtype, seed, options)
-    raise ValueError(f"--backend {backend!r}: a rollout worker runs hf or vllm")
+    return VLLMWorkerBackend(model_path, dtype, seed, options)
+
+
+# `--backend` name -> factory(model_path, dtype, seed, options): what a worker can serve
+WORKER_BACKENDS: Registry[Callable[..., Any]] = Registry("rollout worker backend")
+WORKER_BACKENDS.register("hf", lambda model_path, dtype, seed, options: HFWorkerBackend(model_path, dtype, seed))
+WORKER_BACKENDS.register("vllm", _vllm_backend)
+
+
+def build_backend(backend: str, model_path: str, dtype: torch.dtype, seed: int, options: dict):
+    if backend not in WORKER_BACKENDS:
+        raise ValueError(f"--backend {backend!r}: a rollout worker runs {' or '.join(WORKER_BACKENDS.names())}")
+    return WORKER_BACKENDS.get(backend)(model_path, dtype, seed, options)
 
 
 class RolloutWorker:
@@ -250,7 +260,7 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(prog="r1lab-rollout-worker", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, help="the model the trainer starts from (folder or hub id)")
-    parser.add_argument("--backend", default="hf", choices=("hf", "vllm"))
+    parser.add_argument("--backend", default="hf", choices=WORKER_BACKENDS.names())
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     parser.add_argument("--port", type=int, default=0, help="port to listen on; 0 = any free port (printed)")
     parser.add_argument("--dtype", default="auto", help="auto | float32 | bfloat16 | float16")
