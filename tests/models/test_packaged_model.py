@@ -79,7 +79,8 @@ def test_converts_once_then_loads_from_the_cache(real):
     assert "quantization_config" not in (folder / "config.json").read_text()
 
 
-def test_truncated_weights_are_rebuilt(real, capfd):
+def test_truncated_weights_and_a_half_written_folder_are_rebuilt(real, capfd):
+    """Both kinds of damage are detected; one conversion (the slow part, ~45 s) repairs them."""
     folder = real["folder"]
     weights = folder / "model.safetensors"
     # a truncated copy put in its place (truncating the file itself would SIGBUS this process:
@@ -89,26 +90,20 @@ def test_truncated_weights_are_rebuilt(real, capfd):
         dst.write(src.read(weights.stat().st_size // 2))
     os.replace(cut, weights)
     assert "bytes" in verify_folder(folder)
-    model = load_model(NAME, dtype=torch.float32)  # rebuilds, then loads
-    assert "converting again" in capfd.readouterr().err
-    assert verify_folder(folder, full=True) is None
-    ref = real["model"].state_dict()
-    for key in ("model.embed_tokens.weight", "model.layers.29.mlp.down_proj.weight"):
-        assert torch.equal(model.state_dict()[key], ref[key])
-
-
-def test_half_written_folder_is_rebuilt(real):
-    folder = real["folder"]
     (folder / MARKER).unlink()  # as a conversion killed before its last write would leave it
     leftover = folder.parent / f".{folder.name}.tmp-killed"
     leftover.mkdir()
     (leftover / "config.json").write_text("{}")
     assert "no " + MARKER in verify_folder(folder)
+    model = load_model(NAME, dtype=torch.float32)  # rebuilds, then loads
+    assert "converting again" in capfd.readouterr().err
     assert packaged_model_dir(NAME) == folder
     assert verify_folder(folder, full=True) is None
     assert not leftover.exists()
-    tok = load_tokenizer(NAME)
-    assert tok.eos_token == "<|im_end|>"
+    ref = real["model"].state_dict()
+    for key in ("model.embed_tokens.weight", "model.layers.29.mlp.down_proj.weight"):
+        assert torch.equal(model.state_dict()[key], ref[key])
+    assert load_tokenizer(NAME).eos_token == "<|im_end|>"
 
 
 def test_greedy_answer_with_real_weights(real):
