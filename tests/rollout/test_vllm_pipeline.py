@@ -10,6 +10,7 @@ and DPO have samples to keep.
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -64,9 +65,15 @@ def grpo_metrics(run_dir: Path) -> dict[int, dict]:
 
 
 @pytest.fixture(scope="module")
-def straight(env, tmp_path_factory) -> Path:
+def cache_dir(tmp_path_factory) -> Path:
+    """The stage cache the straight run fills: the interrupted run reuses its cold start."""
+    return tmp_path_factory.mktemp("stage_cache")
+
+
+@pytest.fixture(scope="module")
+def straight(env, tmp_path_factory, cache_dir) -> Path:
     run_dir = tmp_path_factory.mktemp("vllm") / "run"
-    finish(start(run_dir, env))
+    finish(start(run_dir, env, f"cache.dir={cache_dir}"))
     return run_dir
 
 
@@ -97,14 +104,21 @@ def test_r1lab_eval_with_vllm(straight, env, tmp_path):
     assert result["num_problems"] == 4 and result["samples_per_problem"] == 2
 
 
-def test_sigterm_in_grpo_then_resume_logs_the_straight_runs_metrics(straight, env, tmp_path):
+def test_sigterm_in_grpo_then_resume_logs_the_straight_runs_metrics(straight, env, tmp_path, cache_dir):
+    # only what the assertion reads: the cold start (a cache hit, unless r1lab's code changed since the
+    # straight run: a cache holding the straight run's cold-start entry alone, so GRPO is trained) and
+    # GRPO, no stage after it
+    cold_only = tmp_path / "cache"
+    for entry in cache_dir.glob("sft-*"):
+        shutil.copytree(entry, cold_only / entry.name)
+    until_grpo = (f"cache.dir={cold_only}", "eval.initial=false", "stages.rejection=null", "stages.sft=null", "stages.dpo=null")
     run_dir = tmp_path / "run"
-    proc = start(run_dir, env)
+    proc = start(run_dir, env, *until_grpo)
     wait_for(lambda: (run_dir / GRPO / "metrics.jsonl").exists() and "loss" in (run_dir / GRPO / "metrics.jsonl").read_text(), proc, timeout=400)
     proc.send_signal(signal.SIGTERM)
     finish(proc, expect=PREEMPTED_EXIT_CODE)
     assert not (run_dir / GRPO / "done.json").exists()
-    finish(start(run_dir, env, resume=True))
+    finish(start(run_dir, env, *until_grpo, resume=True))
     a, b = grpo_metrics(straight), grpo_metrics(run_dir)
     assert sorted(a) == sorted(b) == [1, 2, 3, 4]
     for step in a:
