@@ -31,7 +31,7 @@ def test_reward_params_under_the_rewards_name():
         ({"reward_model": {"normalize": "rank"}}, "stages.grpo.reward_params.reward_model: normalize='rank'; valid: sigmoid, zscore, none"),
         ({"reward_model": {"batch_size": 0}}, "stages.grpo.reward_params.reward_model: batch_size must be an integer >= 1"),
         ({"routed": {"routing": {"routed": 1.0}}}, "stages.grpo.reward_params.routed: routing cannot contain `routed` itself"),
-        ({"countdown": {"x": 1}}, "stages.grpo.reward_params.countdown: the `countdown` reward takes no parameters; rewards that do: reward_model, routed"),
+        ({"countdown": {"x": 1}}, "stages.grpo.reward_params.countdown: the `countdown` reward takes no parameters; rewards that do: process_validity, reward_model, routed"),
         ({"no_such": {}}, "stages.grpo.reward_params.no_such: unknown reward 'no_such'; valid rewards: countdown"),
         ({"reward_model": 3}, "stages.grpo.reward_params.reward_model: the `reward_model` reward's parameters must be a mapping"),
     ],

@@ -120,7 +120,7 @@ def test_parameters_are_checked_by_the_factory():
         make_params("reward_model", {"batch_size": 0})
     with pytest.raises(ValueError, match="routing cannot contain `routed`"):
         make_params("routed", {"routing": {"routed": 1.0}})
-    with pytest.raises(ValueError, match="the `countdown` reward takes no parameters; rewards that do: reward_model, routed"):
+    with pytest.raises(ValueError, match="the `countdown` reward takes no parameters; rewards that do: process_validity, reward_model, routed"):
         build_reward("countdown", {"path": "p"})
     assert build_reward("countdown") is REWARDS["countdown"]
 
