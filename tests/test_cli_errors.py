@@ -1,13 +1,12 @@
 """Bad input stops at start-up with one line naming the field, and a non-zero exit code.
 
-Every command line here stops at start-up, so they all run in one process that imports r1lab
-once and forks a child per command line (`tests.helpers.run_cli_forked`, the console script's
-own `r1lab.cli.main`): ~13 command lines in the time of two cold starts."""
+Every command line here runs through `tests.helpers.run_cli` (the console script's own
+`r1lab.cli.main`, forked from a warm process): ~13 command lines in the time of two cold starts."""
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import MICRO, run_cli_forked
+from tests.helpers import MICRO, run_cli
 
 
 CONFIG_ERRORS = [
@@ -39,8 +38,7 @@ def runs(tmp_path_factory) -> dict:
         "cfg": (["--cfg", "job", "recipe=r1_countdown_tiny", "stages.grpo.lr=1e-6"], anywhere),
         "existing": ([*MICRO, f"run_dir={existing}"], None),  # micro: were it not refused, it would finish fast
     }
-    results = run_cli_forked(list(cases.values()), work / "forks")
-    return {"work": work, **dict(zip(cases, results))}
+    return {"work": work, **{name: run_cli(*args, cwd=cwd) for name, (args, cwd) in cases.items()}}
 
 
 @pytest.mark.parametrize("index", range(len(CONFIG_ERRORS)), ids=[e for _, e in CONFIG_ERRORS])

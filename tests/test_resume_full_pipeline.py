@@ -15,7 +15,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -23,11 +22,10 @@ import pytest
 
 from r1lab.engine.signals import PREEMPTED_EXIT_CODE
 from tests.engine.test_resume_cli import ENV, wait_for
-from tests.helpers import MICRO, REPO
+from tests.helpers import MICRO, REPO, CLIProcess, start_cli
 
 pytestmark = pytest.mark.slow
 
-R1LAB = Path(sys.executable).with_name("r1lab")
 SAMPLER = ["samples_per_prompt=4", "max_new_tokens=24", "generation_batch_size=16",
            "readability.language=false", "readability.repetition=false", "readability.max_tokens=0"]
 OVERRIDES = [
@@ -63,13 +61,12 @@ def env(tmp_path_factory) -> dict[str, str]:
     return {**ENV, "PYTHONPATH": os.pathsep.join([str(site), str(REPO)])}
 
 
-def start(run_dir: Path, env: dict[str, str], resume: bool = False) -> subprocess.Popen:
+def start(run_dir: Path, env: dict[str, str], resume: bool = False) -> CLIProcess:
     where = f"resume={run_dir}" if resume else f"run_dir={run_dir}"
-    return subprocess.Popen([str(R1LAB), *OVERRIDES, where], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    return start_cli(*OVERRIDES, where, env=env)
 
 
-def finish(proc: subprocess.Popen, expect: int = 0) -> str:
+def finish(proc: subprocess.Popen | CLIProcess, expect: int = 0) -> str:
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == expect, f"exit status {proc.returncode}, expected {expect}:\n{out[-5000:]}"
     return out

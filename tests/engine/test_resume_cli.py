@@ -15,7 +15,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -24,11 +23,10 @@ from safetensors.torch import load_file
 
 from r1lab.engine.checkpoint import step_dirname
 from r1lab.engine.signals import PREEMPTED_EXIT_CODE
-from tests.helpers import THREADS, wait_for
+from tests.helpers import THREADS, CLIProcess, start_cli, wait_for
 
 pytestmark = pytest.mark.slow
 
-R1LAB = Path(sys.executable).with_name("r1lab")
 STEPS, SAVE_EVERY = 8, 4
 STAGE = "stages/01-cold_start"
 OVERRIDES = [
@@ -47,13 +45,12 @@ ENV = {**{k: v for k, v in os.environ.items() if k not in _RDZV}, "OMP_NUM_THREA
        "WANDB_MODE": "disabled", "TOKENIZERS_PARALLELISM": "false", "DS_ACCELERATOR": "cpu"}
 
 
-def start(run_dir: Path, resume: bool = False) -> subprocess.Popen:
+def start(run_dir: Path, resume: bool = False) -> CLIProcess:
     where = f"resume={run_dir}" if resume else f"run_dir={run_dir}"
-    return subprocess.Popen([str(R1LAB), *OVERRIDES, where], env=ENV, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    return start_cli(*OVERRIDES, where, env=ENV)
 
 
-def finish(proc: subprocess.Popen, expect: int = 0, timeout: float = 300) -> str:
+def finish(proc: subprocess.Popen | CLIProcess, expect: int = 0, timeout: float = 300) -> str:
     out, _ = proc.communicate(timeout=timeout)
     assert proc.returncode == expect, f"exit status {proc.returncode}, expected {expect}:\n{out[-5000:]}"
     return out

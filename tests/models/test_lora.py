@@ -2,11 +2,7 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -18,12 +14,12 @@ from r1lab.algorithms.reduce import LossNorm, reduce_loss
 from r1lab.config.schema import EngineConfig, LoRAConfig, TinyModelConfig
 from r1lab.engine import signals
 from r1lab.models.forward import token_logprobs
+from tests.helpers import run_cli
 from r1lab.models.lora import adapters_off, apply_lora, is_lora, load_base_with_adapter, merged_state_dict
 from r1lab.models.tiny import build_tiny_model, char_tokenizer, save_tiny_model
 from r1lab.stages.grpo_steps import collate_rollout
 
 # rendezvous variables an in-process Engine left in this test process must not leak into the child
-_RDZV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
 TINY = TinyModelConfig(hidden_size=32, num_layers=1, num_heads=4, num_kv_heads=4, intermediate_size=64,
                        max_position_embeddings=64)
@@ -149,7 +145,7 @@ def test_lora_grpo_step_trains_only_adapters_and_starts_at_zero_kl(tmp_path):
 def test_lora_grpo_through_the_cli(tmp_path):
     """run_grpo with LoRA and a KL term: the reference is the adapter-free policy (KL 0 at step 1)."""
     run_dir = tmp_path / "run"
-    cmd = [str(Path(sys.executable).with_name("r1lab")), "recipe=r1_countdown_tiny", "stages.cold_start=null",
+    cmd = ["recipe=r1_countdown_tiny", "stages.cold_start=null",
            f"run_dir={run_dir}", "engine.num_threads=1", "tracking.wandb.mode=disabled", "tracking.progress_bar=false",
            "eval.initial=false", "eval.num_problems=2", "eval.samples=1", "eval.max_new_tokens=8",
            "task.countdown.num_train=16", "task.countdown.num_test=4", "task.countdown.num_test_hard=4",
@@ -157,9 +153,7 @@ def test_lora_grpo_through_the_cli(tmp_path):
            "model.lora.enabled=true", "model.lora.r=4", "model.lora.merge_on_save=true",
            "stages.grpo.steps=2", "stages.grpo.prompts_per_step=2", "stages.grpo.samples_per_prompt=2",
            "stages.grpo.max_new_tokens=12", "++stages.grpo.kl.beta=0.1", "++stages.grpo.save_every=1"]
-    env = {**{k: v for k, v in os.environ.items() if k not in _RDZV}, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-           "TOKENIZERS_PARALLELISM": "false", "DS_ACCELERATOR": "cpu"}
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    proc = run_cli(*cmd, env={"TOKENIZERS_PARALLELISM": "false", "DS_ACCELERATOR": "cpu"}, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     stage = run_dir / "stages" / "01-grpo"
     rows = [json.loads(x) for x in (stage / "metrics.jsonl").read_text().splitlines()]

@@ -3,9 +3,7 @@ the tiny model through the CLI; the full tiny recipe runs rejection -> SFT -> DP
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +14,7 @@ from r1lab.config.store import register_configs
 from r1lab.stages.registry import stage_schemas
 from r1lab.validate import validate
 from r1lab.data.files import SAMPLES_DIR
-from tests.helpers import THREADS
+from tests.helpers import THREADS, run_cli
 
 REPO = Path(__file__).resolve().parents[2]
 RECIPES = sorted(p.stem for p in (REPO / "recipes").glob("*.yaml"))
@@ -65,13 +63,12 @@ def test_full_tiny_recipe_mirrors_the_demo():
 
 
 def cli(args: list[str], run_dir: Path, timeout: int = 240) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": str(THREADS), "R1LAB_TRACEBACK": "1", "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"}
+    env = {"R1LAB_TRACEBACK": "1", "WANDB_MODE": "disabled"}
     common = ["model=tiny", "engine=cpu", f"engine.num_threads={THREADS}", f"run_dir={run_dir}", "tracking.wandb.mode=disabled",
               "tracking.progress_bar=false", "eval.num_problems=2", "eval.samples=2", "eval.max_new_tokens=16", "eval.batch_size=8",
               # the GPU recipes sample with vLLM (its CPU build here): sized to the tiny model
               "rollout.max_model_len=512", "rollout.kv_cache_gb=0.25"]
-    out = subprocess.run([sys.executable, "-m", "r1lab.cli", *common, *args], cwd=REPO, env=env,
-                         capture_output=True, text=True, timeout=timeout)
+    out = run_cli(*common, *args, env=env, timeout=timeout)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-5000:]
     return out
 

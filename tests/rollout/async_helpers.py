@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import MICRO, wait_for  # noqa: F401  (re-exported for the async tests)
+from tests.helpers import MICRO, CLIProcess, start_cli, wait_for  # noqa: F401  (re-exported for the async tests)
 
-R1LAB = Path(sys.executable).with_name("r1lab")
 STAGE = "stages/01-grpo"
 _RDZV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 ENV = {**{k: v for k, v in os.environ.items() if k not in _RDZV}, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
        "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "disabled", "TOKENIZERS_PARALLELISM": "false", "DS_ACCELERATOR": "cpu"}
+CLI_ENV = {"WANDB_MODE": "disabled"}  # over tests.helpers.cli_env: what ENV sets for a trainer run
 FIGURES = ("loss", "entropy", "grad_norm", "response_length", "reward")
 
 
@@ -43,14 +43,13 @@ def assert_same_figures(a: dict[int, dict], b: dict[int, dict]) -> None:
             assert b[step][key] == pytest.approx(a[step][key], rel=1e-6, abs=1e-6), (step, key)
 
 
-def start_async(run_dir: Path, *extra: str, resume: bool = False) -> subprocess.Popen:
+def start_async(run_dir: Path, *extra: str, resume: bool = False) -> CLIProcess:
     where = f"resume={run_dir}" if resume else f"run_dir={run_dir}"
-    return subprocess.Popen([str(R1LAB), *grpo_run(8, "rollout.placement=separate", "rollout.max_staleness=1",
-                                                   "++stages.grpo.save_every=2", *extra), where],
-                            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return start_cli(*grpo_run(8, "rollout.placement=separate", "rollout.max_staleness=1", "++stages.grpo.save_every=2",
+                               *extra), where, env=CLI_ENV)
 
 
-def finish(proc: subprocess.Popen, expect: int = 0, timeout: float = 300) -> str:
+def finish(proc: subprocess.Popen | CLIProcess, expect: int = 0, timeout: float = 300) -> str:
     out, _ = proc.communicate(timeout=timeout)
     assert proc.returncode == expect, f"exit status {proc.returncode}, expected {expect}:\n{out[-5000:]}"
     return out
@@ -75,10 +74,9 @@ def save_micro_model(directory: Path) -> str:
     return str(save_tiny_model(TinyModelConfig(**tiny), directory / "model"))
 
 
-def trainer_on(run_dir: Path, model: str, address: str, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen([str(R1LAB), *grpo_run(40, "rollout.placement=separate", f"rollout.servers=[{address}]",
-                                                    f"model.name_or_path={model}", *extra), f"run_dir={run_dir}"],
-                            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def trainer_on(run_dir: Path, model: str, address: str, *extra: str) -> CLIProcess:
+    return start_cli(*grpo_run(40, "rollout.placement=separate", f"rollout.servers=[{address}]",
+                               f"model.name_or_path={model}", *extra), f"run_dir={run_dir}", env=CLI_ENV)
 
 
 def first_step_logged(run_dir: Path):

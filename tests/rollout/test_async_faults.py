@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from tests.helpers import run_cli
-from tests.rollout.async_helpers import ENV, R1LAB, STAGE, finish, first_step_logged, grpo_run, rows, save_micro_model, start_worker, trainer_on, wait_for
+from tests.helpers import run_cli, start_cli
+from tests.rollout.async_helpers import CLI_ENV, ENV, STAGE, finish, first_step_logged, grpo_run, rows, save_micro_model, start_worker, trainer_on, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -57,9 +57,8 @@ def _children(pid: int) -> list[int]:
 
 def test_restart_workers_starts_a_dead_worker_again_and_the_run_finishes(tmp_path):
     run_dir = tmp_path / "run"
-    proc = subprocess.Popen([str(R1LAB), *grpo_run(12, "rollout.placement=separate", "rollout.max_staleness=1",
-                                                   "rollout.restart_workers=true"), f"run_dir={run_dir}"],
-                            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = start_cli(*grpo_run(12, "rollout.placement=separate", "rollout.max_staleness=1", "rollout.restart_workers=true"),
+                     f"run_dir={run_dir}", env=CLI_ENV)
     wait_for(first_step_logged(run_dir), proc)
     workers = _children(proc.pid)
     assert len(workers) == 1

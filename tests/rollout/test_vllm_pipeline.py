@@ -12,22 +12,18 @@ from __future__ import annotations
 import json
 import shutil
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from r1lab.engine.signals import PREEMPTED_EXIT_CODE
 from tests.engine.test_resume_cli import wait_for
-from tests.helpers import REPO
+from tests.helpers import CLIProcess, run_cli, start_cli
 from tests.test_resume_full_pipeline import SAMPLER, env, finish  # noqa: F401  (env: the stand-in verifier fixture)
 
 pytest.importorskip("vllm")
 pytestmark = [pytest.mark.slow, pytest.mark.vllm]
 
-R1LAB = Path(sys.executable).with_name("r1lab")
-R1LAB_EVAL = Path(sys.executable).with_name("r1lab-eval")
 # head_dim 32 (vLLM's CPU attention has no kernel for 16); a handful of steps and problems
 OVERRIDES = [
     "recipe=r1_countdown_tiny_full", "rollout=vllm", "rollout.max_model_len=256", "rollout.max_num_seqs=64",
@@ -49,10 +45,9 @@ GRPO = "stages/02-grpo"
 DETERMINISTIC = ("loss", "reward", "accuracy", "response_length", "entropy", "grad_norm", "rollout/abs_logp_diff")
 
 
-def start(run_dir: Path, env: dict, *extra: str, resume: bool = False) -> subprocess.Popen:
+def start(run_dir: Path, env: dict, *extra: str, resume: bool = False) -> CLIProcess:
     where = f"resume={run_dir}" if resume else f"run_dir={run_dir}"
-    return subprocess.Popen([str(R1LAB), *OVERRIDES, *extra, where], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    return start_cli(*OVERRIDES, *extra, where, env=env)
 
 
 def grpo_metrics(run_dir: Path) -> dict[int, dict]:
@@ -94,11 +89,9 @@ def test_every_sampling_stage_runs_on_vllm(straight):
 
 def test_r1lab_eval_with_vllm(straight, env, tmp_path):
     out = tmp_path / "eval"
-    proc = subprocess.run(
-        [str(R1LAB_EVAL), f"model={straight}", "rollout.backend=vllm", "rollout.max_model_len=256", "rollout.kv_cache_gb=0.25",
-         "eval.num_problems=4", "eval.samples=2", "eval.max_new_tokens=16", f"out_dir={out}"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
-    )
+    proc = run_cli(f"model={straight}", "rollout.backend=vllm", "rollout.max_model_len=256", "rollout.kv_cache_gb=0.25",
+                   "eval.num_problems=4", "eval.samples=2", "eval.max_new_tokens=16", f"out_dir={out}",
+                   env=env, entry="r1lab.eval.cli:main")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     result = json.loads((out / "eval.json").read_text())
     assert result["num_problems"] == 4 and result["samples_per_problem"] == 2
@@ -127,7 +120,6 @@ def test_sigterm_in_grpo_then_resume_logs_the_straight_runs_metrics(straight, en
 
 
 def test_a_max_model_len_beyond_the_model_stops_at_start_up_naming_the_field(env, tmp_path):
-    proc = subprocess.run([str(R1LAB), *OVERRIDES, "rollout.max_model_len=100000", f"run_dir={tmp_path / 'run'}"],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    proc = run_cli(*OVERRIDES, "rollout.max_model_len=100000", f"run_dir={tmp_path / 'run'}", env=env, timeout=300)
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "rollout.max_model_len=100000 is longer than the model's 256 positions" in proc.stderr
