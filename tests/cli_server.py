@@ -3,7 +3,7 @@ forks a child per command line, so a test's run costs its work and not the ~9 s 
 
 ``python -m tests.cli_server`` reads one JSON request a line on stdin, ``{"entry", "args", "cwd",
 "env", "out", "merge"}``, and for each forks a child that runs the console script's entry point
-(``entry``, "module:function", e.g. ``r1lab.cli:main``) with ``sys.argv = [name, *args]``,
+(``entry``, "module:function", e.g. ``r1lab.cli:main``) with ``sys.argv = [module, *args]``,
 ``os.environ = env``, in ``cwd``; the child's stdout goes to ``<out>.stdout`` and its stderr to
 ``<out>.stderr`` (or to the same file with ``merge``). The server answers ``{"pid": ...}`` at once
 and writes the child's exit status to ``<out>.rc`` when it ends (a signal's death as
@@ -44,7 +44,7 @@ def _run(request: dict) -> int:
     os.dup2(out, 1)
     os.dup2(out if request.get("merge") else os.open(request["out"] + ".stderr", flags), 2)
     module, function = request["entry"].split(":")
-    sys.argv = [request.get("name", module), *request["args"]]
+    sys.argv = [module, *request["args"]]
     try:
         getattr(importlib.import_module(module), function)()
         code = 0

@@ -5,6 +5,7 @@ import atexit
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -107,7 +108,8 @@ class _WarmCLI:
     def __init__(self) -> None:
         self.servers: dict[tuple, subprocess.Popen] = {}
         self.lock = threading.Lock()
-        self.outputs = Path(tempfile.mkdtemp(prefix="r1lab-cli-"))
+        self.outputs = Path(tempfile.mkdtemp(prefix="r1lab-cli-"))  # the runs' stdout/stderr/rc files
+        atexit.register(shutil.rmtree, self.outputs, True)
         self.count = 0
 
     def _server(self, env: dict[str, str]) -> subprocess.Popen:
@@ -126,8 +128,7 @@ class _WarmCLI:
             proc = self._server(env)
             self.count += 1
             out = str(self.outputs / f"run{self.count}")
-            request = {"entry": entry, "name": entry.split(":")[0], "args": args, "cwd": str(cwd), "env": env,
-                       "out": out, "merge": merge}
+            request = {"entry": entry, "args": args, "cwd": str(cwd), "env": env, "out": out, "merge": merge}
             proc.stdin.write((json.dumps(request) + "\n").encode())
             proc.stdin.flush()
             line = proc.stdout.readline()  # the server answers each request with one line, in order

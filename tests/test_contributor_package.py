@@ -7,14 +7,13 @@ their calls, the stage writes its checkpoint, the reward and the advantage show 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import MICRO, REPO, RENDEZVOUS_VARIABLES
+from tests.helpers import MICRO, run_cli_fresh
 
 pytestmark = pytest.mark.slow
 
@@ -150,15 +149,13 @@ def test_a_package_adds_six_parts_in_one_file_each_and_a_recipe_uses_them(tmp_pa
                           "--target", str(site), str(make_package(tmp_path / "contrib"))], capture_output=True, text=True)
     assert pip.returncode == 0, pip.stdout + pip.stderr
     trace = tmp_path / "trace.txt"
-    env = {k: v for k, v in os.environ.items() if k not in RENDEZVOUS_VARIABLES}
-    env.update(PYTHONPATH=str(site), CONTRIB_TRACE=str(trace))
     run_dir = tmp_path / "run"
     (tmp_path / "conf" / "recipe").mkdir(parents=True)
     (tmp_path / "conf" / "recipe" / "contrib.yaml").write_text(RECIPE)
     micro = [o for o in MICRO if not o.startswith(("task.countdown", "stages.cold_start", "eval."))]
-    proc = subprocess.run([str(Path(sys.executable).with_name("r1lab")), "--config-dir", str(tmp_path / "conf"),
-                           "recipe=contrib", *micro, f"run_dir={run_dir}"],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    # a fresh interpreter: the package's entry points are read at import
+    proc = run_cli_fresh("--config-dir", str(tmp_path / "conf"), "recipe=contrib", *micro, f"run_dir={run_dir}",
+                         env={"PYTHONPATH": str(site), "CONTRIB_TRACE": str(trace)})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     stages = sorted(p.name for p in (run_dir / "stages").iterdir() if (p / "done.json").exists())
     assert stages == ["01-grpo", "02-snap"]
