@@ -33,7 +33,7 @@ def cli_args(cfg: BenchConfig, run_dir: Path) -> list[str]:
         "recipe=r1_countdown_tiny", "stages.cold_start=null", "model=local", f"model.name_or_path={cfg.model_dir}",
         f"model.template={TEMPLATE}", "model.dtype=float32", f"run_dir={run_dir}", f"seed={cfg.seed}",
         f"engine.num_threads={cfg.threads}", "tracking.wandb.mode=disabled", "tracking.progress_bar=false",
-        "task.question_style=short", *[f"task.countdown.{k}={v}" for k, v in cfg.task.items()],
+        "task.question_style=short", *[f"task.{k}={v}" for k, v in cfg.task.items()],
         # the post-stage evaluation is not benchmarked: one problem, one token
         "eval.initial=false", "eval.num_problems=1", "eval.samples=1", "eval.max_new_tokens=1", "eval.batch_size=1",
         f"{g}steps={cfg.steps}", f"{g}seed={cfg.seed}", f"{g}prompts_per_step={cfg.prompts_per_step}",

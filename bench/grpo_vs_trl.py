@@ -157,11 +157,11 @@ def save_bench_model(path: str | Path, vocab_size: int, max_positions: int = 512
 
 def step_rows(cfg: BenchConfig) -> list[dict]:
     """The training rows r1lab's GRPO stage draws, step after step, in its order."""
-    from r1lab.config.schema import CountdownTaskConfig, TaskConfig
+    from r1lab.tasks.countdown import CountdownTaskConfig
     from r1lab.tasks import build_task
     from r1lab.stages.context import step_indices
 
-    task = build_task(TaskConfig(question_style="short", countdown=CountdownTaskConfig(**cfg.task)))
+    task = build_task(CountdownTaskConfig(question_style="short", **cfg.task))
     train = task.split("train")
     rows = []
     for step in range(cfg.steps):

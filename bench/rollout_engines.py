@@ -172,12 +172,12 @@ def load(key: str, workdir: Path):
 def prompt_batches(setup: Setup, tokenizer, rounds: int) -> list[list[list[int]]]:
     """``rounds`` batches of ``setup.prompts`` distinct Countdown prompts, each repeated ``samples``
     times in a row (p0 x samples, p1 x samples, ...: GRPO's layout; vLLM makes each run one request)."""
-    from r1lab.config.schema import CountdownTaskConfig, TaskConfig
+    from r1lab.tasks.countdown import CountdownTaskConfig
     from r1lab.tasks import build_task
     from r1lab.models.templates import encode_prompt
 
     n = rounds * setup.prompts
-    task = build_task(TaskConfig(question_style=setup.question_style, countdown=CountdownTaskConfig(num_train=max(n, 64), num_test=16, num_test_hard=4)))
+    task = build_task(CountdownTaskConfig(question_style=setup.question_style, num_train=max(n, 64), num_test=16, num_test_hard=4))
     rows = task.split("train").select(range(n))
     ids = [encode_prompt(tokenizer, setup.template, task.question(row)) for row in rows]
     return [[p for p in ids[r * setup.prompts : (r + 1) * setup.prompts] for _ in range(setup.samples)] for r in range(rounds)]

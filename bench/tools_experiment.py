@@ -5,7 +5,7 @@ Protocol (what the runs under ``--root`` are; all with ``engine.num_threads=1 tr
 
 * one cold start per arm and number count, seed 0, 400 steps (the recipes' own):
   ``r1lab recipe=r1_countdown_tiny stages.grpo=null`` and ``r1lab recipe=r1_countdown_tools
-  stages.grpo=null`` (4 numbers: ``task.countdown.num_numbers=4 task.countdown.num_test_hard=0``);
+  stages.grpo=null`` (4 numbers: ``task.num_numbers=4 task.num_test_hard=0``);
 * per seed (``seed=0,1,2``) each arm's GRPO stage from its cold start, two runs at a time on the
   machine: ``stages.cold_start=null stages.grpo.model=<cold start>/stages/01-cold_start/checkpoint
   eval.num_problems=200 eval.samples=8 eval.every_num_problems=100 eval.every_samples=2``, and

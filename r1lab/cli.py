@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import hydra
@@ -18,6 +19,8 @@ from omegaconf import DictConfig, OmegaConf
 from r1lab.config.errors import USER_ERRORS, fail
 from r1lab.config.store import register_configs
 from r1lab.stages.registry import stage_schemas
+from r1lab.tasks import task_schemas
+from r1lab.tasks.base import check_no_old_task_overrides
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
 
@@ -50,7 +53,11 @@ def run(cfg: DictConfig) -> None:
 def main() -> None:
     os.environ.setdefault("WANDB_MODE", "offline")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    register_configs(stage_schemas())  # imports the stage modules: each declares its kind's schema
+    register_configs(stage_schemas(), task_schemas())  # imports the stage and task modules: each declares its schema
+    try:
+        check_no_old_task_overrides(sys.argv[1:])
+    except ValueError as err:
+        fail(err)
     if not OmegaConf.has_resolver("first"):
         OmegaConf.register_new_resolver("first", lambda *values: next((v for v in values if v), None))
     hydra.main(config_path=CONFIG_DIR, config_name="config", version_base=None)(run)()

@@ -20,7 +20,7 @@ from r1lab.models.templates import TEMPLATES
 from r1lab.rollout.engine import ROLLOUT_ENGINES
 from r1lab.rollout.wire import parse_address
 from r1lab.stages.registry import Stage, typed_stage
-from r1lab.tasks import TASKS
+from r1lab.tasks.base import typed_task
 from r1lab.tasks.countdown_traces import TRACE_TOOLS
 from r1lab.tools import TOOLS
 
@@ -116,8 +116,11 @@ def validate(cfg: DictConfig) -> tuple[RunConfig, list[Stage]]:
     run = OmegaConf.to_object(cfg)
     if run.model.template not in TEMPLATES:
         raise ConfigError(f"model.template={run.model.template!r}; valid: {', '.join(TEMPLATES)}")
-    if run.task.name not in TASKS:
-        raise ConfigError(f"task.name={run.task.name!r}; valid: {', '.join(TASKS)}")
+    try:
+        run.task = typed_task(run.task)
+        run.task.check()
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     if run.eval.samples < 1:
         raise ConfigError("eval.samples must be >= 1")
     check_tools(run.eval.tools, "eval.tools")

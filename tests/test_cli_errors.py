@@ -18,6 +18,11 @@ CONFIG_ERRORS = [
         (["stages.grpo.samples_per_prompt=1"], "groups of at least 2"),
         (["model.template=alpaca"], "model.template='alpaca'"),
         (["stages.grpo.loss.reduction=mean_of_means", "stages.cold_start=null", "eval.initial=false"], "mean_of_means"),
+        (["task.operand_max=5"], "Key 'operand_max' not in 'CountdownTaskConfig'"),  # another task's setting
+        (["task.name=arith"], "Choose a task with task=arith (the config group), not task.name"),
+        (["task=math"], "Key 'question_style' not in 'MathTaskConfig'"),  # the countdown recipe's setting
+        (["task.question_style=long"], "task.question_style='long'; valid: short, full"),
+        (["task.countdown.num_train=64"], "task.countdown.num_train: a task's settings are flat now, typed by the chosen task: write task.num_train"),
 ]
 
 

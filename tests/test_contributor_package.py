@@ -34,7 +34,9 @@ def median_baseline(rewards, cfg, *, lengths=None, truncated=None):  # [P, G]
     return rewards - rewards.median(dim=1, keepdim=True).values
 ''',
     "echo_task.py": '''
+from dataclasses import dataclass
 from datasets import Dataset
+from r1lab.config.schema import TaskConfig
 from r1lab.tasks import Task, TaskAnalysis, register_task
 from r1lab.rewards.spans import answer_spans
 
@@ -47,11 +49,16 @@ class EchoAnalysis(TaskAnalysis):
     def difficulty(self, rows):
         return ["long" if len(w) > 3 else "short" for w in rows["word"]]
 
-@register_task("echo")
+@dataclass
+class EchoTaskConfig(TaskConfig):
+    name: str = "echo"
+    num_test: int = 2  # the last words are held out
+
+@register_task("echo", EchoTaskConfig)
 def build(cfg):
     def rows(words):
         return Dataset.from_dict({"id": [f"echo-{w}" for w in words], "word": words})
-    return Task(name="echo", splits={"train": rows(WORDS[:6]), "test": rows(WORDS[6:])},
+    return Task(name="echo", splits={"train": rows(WORDS[:-cfg.num_test]), "test": rows(WORDS[-cfg.num_test:])},
                 correctness_reward="brevity", reward_columns=("word",),
                 question=lambda row: f"Repeat {row['word']}.", analysis=EchoAnalysis(), gold_column="word")
 ''',
@@ -108,15 +115,16 @@ defaults:
   - /stage_schema/snapshot@stages.snap
   - override /model: tiny
   - override /engine: cpu
+  - override /task: echo
 
 name: contrib
 task:
-  name: echo
+  num_test: 3
 rollout:
   backend: logged_hf
 eval:
   initial: false
-  num_problems: 2
+  num_problems: 8  # more than the task holds: all 3 held-out words
 stages:
   grpo:
     rewards: {brevity: 1.0}
@@ -152,7 +160,7 @@ def test_a_package_adds_six_parts_in_one_file_each_and_a_recipe_uses_them(tmp_pa
     run_dir = tmp_path / "run"
     (tmp_path / "conf" / "recipe").mkdir(parents=True)
     (tmp_path / "conf" / "recipe" / "contrib.yaml").write_text(RECIPE)
-    micro = [o for o in MICRO if not o.startswith(("task.countdown", "stages.cold_start", "eval."))]
+    micro = [o for o in MICRO if not o.startswith(("task.", "stages.cold_start", "eval."))]
     # a fresh interpreter: the package's entry points are read at import
     proc = run_cli_fresh("--config-dir", str(tmp_path / "conf"), "recipe=contrib", *micro, f"run_dir={run_dir}",
                          env={"PYTHONPATH": str(site), "CONTRIB_TRACE": str(trace)})
@@ -166,6 +174,7 @@ def test_a_package_adds_six_parts_in_one_file_each_and_a_recipe_uses_them(tmp_pa
         assert 0.0 < r["reward/brevity"] <= 1.0
     config = (run_dir / "config.yaml").read_text()  # the resolved run config
     assert "median_baseline" in config and "logged_hf" in config and "upper" in config and "echo" in config
+    assert json.loads((run_dir / "stages/01-grpo/eval.json").read_text())["num_problems"] == 3  # the task's own setting
     calls = trace.read_text().splitlines()
     assert sum(line.startswith("generate") for line in calls) >= 2  # the plugin engine sampled every step
     assert (run_dir / "stages/02-snap/checkpoint/note.txt").read_text() == "hello"

@@ -2,7 +2,9 @@
 
 YAML files in ``configs/`` and ``recipes/`` hold values; these dataclasses hold the schema.
 Hydra merges YAML onto the root schema, so a typo'd key or a wrong type in ``model``, ``task``,
-``engine``, ``tracking`` or ``eval`` fails at start-up. Stages are a mapping of stage name to
+``engine``, ``tracking`` or ``eval`` fails at start-up. ``task`` is typed by the chosen task's own
+schema, a ``TaskConfig`` subclass declared next to the task's builder (``r1lab.tasks.countdown.
+CountdownTaskConfig``, ...) and stored as that task's option of the ``task`` group. Stages are a mapping of stage name to
 stage config whose schema depends on its ``kind``; ``r1lab.validate`` checks each one against the
 schema its kind registered (``r1lab.stages.registry.STAGE_KINDS``) before anything runs. A stage
 kind's schema is a ``StageConfig`` subclass that sets ``kind``, declared next to the kind's loop
@@ -62,35 +64,16 @@ class ModelConfig:
 
 
 @dataclass
-class ArithTaskConfig:
-    """Generated one-operation arithmetic (``What is 17 * 6?``): every ``a op b`` with
-    ``1 <= a <= operand_max``, ``1 <= b <= second_max``, ``op`` in ``+ - *``, split by ``seed``."""
-
-    num_train: int = 100_000  # capped by how many problems are left after the test split
-    num_test: int = 200
-    operand_max: int = 30
-    second_max: int = 12
-    seed: int = 0
-
-
-@dataclass
-class CountdownTaskConfig:
-    num_train: int = 20000  # training problems
-    num_test: int = 500  # held-out problems, disjoint from train
-    num_test_hard: int = 200  # out-of-distribution problems with `hard_num_numbers` numbers
-    num_numbers: int = 3  # numbers per problem
-    hard_num_numbers: int = 4
-    number_min: int = 1
-    number_max: int = 9
-    target_min: int = 1
-    target_max: int = 99
-    seed: int = 0  # seed of the problem generator (the test split depends only on it)
-
-
-@dataclass
 class TaskConfig:
-    name: str = "countdown"  # countdown | math | arith
-    question_style: str = "full"  # countdown: full (TinyZero wording) | short (for char-level models)
+    """What every task's config holds: its name and the files read instead of generated problems.
+
+    A task's own settings (how many problems it generates, how it words a question, how it reads
+    an answer) are fields of a subclass declared in the task's module and registered with its
+    builder (``r1lab.tasks.countdown.CountdownTaskConfig``, ...; ``r1lab.tasks.base.register_task``).
+    ``task=<name>`` picks that schema, so ``task.num_train=64`` is typed by the chosen task's
+    subclass and a key another task has fails at start-up."""
+
+    name: str = "countdown"  # the registered task (r1lab.tasks.TASKS): countdown | math | arith | a plugin's; set by `task=<name>`
     # A data field takes a jsonl/json/parquet file, a save_to_disk folder, a dataset folder (data
     # files, optionally a README.md dataset card with `configs:`, as on the Hub) or a Hugging Face
     # dataset id; the last two are read by datasets.load_dataset(id, subset, split=...), offline
@@ -101,10 +84,9 @@ class TaskConfig:
     test_split: str = "test"  # split of test_file read from a dataset folder or hub id
     subset: Optional[str] = None  # dataset config name of train_file and test_file (openai/gsm8k: main | socratic); null = the only one
     columns: dict[str, str] = field(default_factory=dict)  # task column -> dataset column, renamed on load, e.g. {numbers: nums}; math reads question/answer (GSM8K '#### n', or bare answers) or problem/solution (MATH, \boxed{})
-    answer_tag: bool = False  # math: read the answer from <answer> instead of \boxed{}
-    lenient_answer: bool = False  # math, arith: with no \boxed{}, the last number after the reasoning is the answer (lm-eval's flexible extract)
-    countdown: CountdownTaskConfig = field(default_factory=CountdownTaskConfig)
-    arith: ArithTaskConfig = field(default_factory=ArithTaskConfig)
+
+    def check(self) -> None:
+        """The task's own checks (a subclass's), run at start-up: ``ValueError`` naming the field."""
 
 
 @dataclass

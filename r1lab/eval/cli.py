@@ -9,7 +9,8 @@
         studies.templates=[r1_zero,chat,none] studies.perplexity_bridge=true
 
 Its root config is ``r1lab/eval/conf/config.yaml`` (schema ``r1lab.eval.config.EvalAppConfig``),
-in its own folder whose ``task/`` and ``eval/`` are links to ``configs/task`` and ``configs/eval``.
+in its own folder whose ``eval/`` is a link to ``configs/eval``; the ``task`` group's options are
+the registered tasks' schemas (``r1lab.config.store.register_task_options``), as in ``r1lab``.
 Not in ``configs/``: there ``model=<path>`` would name the main app's ``model`` config group, and
 a folder of the eval app inside ``configs/`` would show up as a config group of ``r1lab``.
 
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +43,8 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from r1lab.config.errors import USER_ERRORS, fail
-from r1lab.config.schema import EvalConfig, TaskConfig
+from r1lab.config.store import register_task_options
+from r1lab.config.schema import EvalConfig
 from r1lab.eval.config import EvalAppConfig
 
 CONFIG_DIR = str(Path(__file__).resolve().parent / "conf")
@@ -120,13 +123,14 @@ def _override_keys(overrides: list[str]) -> list[tuple[str, str]]:
 def inherit_run_config(cfg: DictConfig, run_cfg: DictConfig, overrides: list[str]) -> None:
     """Replace ``cfg.task`` and ``cfg.eval`` by the run's, then re-apply command-line overrides
     of their fields. A group chosen on the command line (``task=math``) keeps the composed one."""
+    from r1lab.tasks.base import saved_task_config
+
     keys = _override_keys(overrides)
-    for group, schema in (("task", TaskConfig), ("eval", EvalConfig)):
+    for group, typed in (("task", saved_task_config), ("eval", lambda raw: OmegaConf.merge(OmegaConf.structured(EvalConfig), raw))):
         if group not in run_cfg or any(k == group for k, _ in keys):
             continue
         mine = [f"{k}={v}" for k, v in keys if k.startswith(group + ".")]
-        base = OmegaConf.merge(OmegaConf.structured(schema), run_cfg[group])
-        cfg[group] = OmegaConf.merge(base, OmegaConf.from_dotlist(mine).get(group, {}))
+        cfg[group] = OmegaConf.merge(typed(run_cfg[group]), OmegaConf.from_dotlist(mine).get(group, {}))
 
 
 def check(app: EvalAppConfig) -> None:
@@ -273,7 +277,15 @@ def run_studies(app: EvalAppConfig, engine, model, tokenizer, task, problems, re
 def main() -> None:
     os.environ.setdefault("WANDB_MODE", "offline")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from r1lab.tasks import task_schemas
+    from r1lab.tasks.base import check_no_old_task_overrides
+
     ConfigStore.instance().store(name="eval_app_schema", node=EvalAppConfig)
+    register_task_options(task_schemas())
+    try:
+        check_no_old_task_overrides(sys.argv[1:])
+    except ValueError as err:
+        fail(err)
     if not OmegaConf.has_resolver("eval_out_dir"):
         OmegaConf.register_new_resolver("eval_out_dir", default_out_dir)
     hydra.main(config_path=CONFIG_DIR, config_name="config", version_base=None)(run)()

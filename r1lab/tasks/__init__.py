@@ -2,7 +2,8 @@
 
 Each task module owns its domain: data (generation or loading, splits, question text), the choice
 of its correctness reward and the columns it reads, and the evaluation's analysis of its answers;
-it registers its builder with :func:`register_task`. Every public module here is imported with the
+it declares its settings (a ``TaskConfig`` subclass) and registers its builder with them
+(:func:`register_task`). Every public module here is imported with the
 package, so a new task module registers itself by being there (no list to keep).
 
 Where this sits (``tests/test_import_direction.py``): above ``r1lab.rewards`` (layer 0), because a
@@ -15,11 +16,11 @@ stages and the evaluation, which look tasks up by name. Imports without DeepSpee
 import importlib
 import pkgutil
 
-from r1lab.tasks.base import DISTANCE_CAP, TASKS, Task, TaskAnalysis, build_task, register_task
+from r1lab.tasks.base import DISTANCE_CAP, TASKS, Task, TaskAnalysis, build_task, register_task, task_schemas
 
 for _module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
     if not _module.startswith("_") and _module != "base":
         importlib.import_module(f"{__name__}.{_module}")
 del _module
 
-__all__ = ["DISTANCE_CAP", "TASKS", "Task", "TaskAnalysis", "build_task", "register_task"]
+__all__ = ["DISTANCE_CAP", "TASKS", "Task", "TaskAnalysis", "build_task", "register_task", "task_schemas"]

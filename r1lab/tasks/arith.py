@@ -17,16 +17,13 @@ from __future__ import annotations
 
 import random
 import re
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 from datasets import Dataset
 
 from r1lab.tasks.base import Perturbation, Task, register_task
-from r1lab.tasks.math import FEATURES, math_layout_task
+from r1lab.tasks.math import FEATURES, MathLayoutConfig, math_layout_task
 from r1lab.tasks.perturb import distractor, row_rng, with_column
-
-if TYPE_CHECKING:
-    from r1lab.config.schema import TaskConfig
 
 OPERATIONS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b}
 
@@ -43,7 +40,7 @@ def make_splits(num_train: int, num_test: int, operand_max: int = 30, second_max
     problems = [(a, op, b) for op in OPERATIONS for a in range(1, operand_max + 1) for b in range(1, second_max + 1)]
     if num_test >= len(problems):
         raise ValueError(
-            f"task.arith.num_test={num_test} leaves no training problems: there are only {len(problems)} "
+            f"task.num_test={num_test} leaves no training problems: there are only {len(problems)} "
             f"with operand_max={operand_max}, second_max={second_max}; raise them or lower num_test"
         )
     random.Random(seed).shuffle(problems)
@@ -117,11 +114,26 @@ def perturbations(operand_max: int, second_max: int) -> dict[str, Perturbation]:
     return {"reorder": reorder, "renumber": renumber, "distractor": with_distractor, "wording": reworded}
 
 
-@register_task("arith")
-def build(cfg: TaskConfig) -> Task:
-    """Generated splits (``task.arith``), ``task.train_file``/``test_file`` read over them."""
-    a = cfg.arith
-    splits = make_splits(a.num_train, a.num_test, a.operand_max, a.second_max, a.seed)
+@dataclass
+class ArithTaskConfig(MathLayoutConfig):
+    """``task=arith``: every ``a op b`` with ``1 <= a <= operand_max``, ``1 <= b <= second_max``,
+    ``op`` in ``+ - *``, split by ``seed``. Answers: the last ``\\boxed{}``, else (``lenient_answer``)
+    the last number after the reasoning, since a small instruct model often states the result in
+    a sentence."""
+
+    name: str = "arith"
+    lenient_answer: bool = True
+    num_train: int = 100_000  # capped by how many problems are left after the test split
+    num_test: int = 200
+    operand_max: int = 30
+    second_max: int = 12
+    seed: int = 0
+
+
+@register_task("arith", ArithTaskConfig)
+def build(cfg: ArithTaskConfig) -> Task:
+    """Generated splits, ``task.train_file``/``test_file`` read over them."""
+    splits = make_splits(cfg.num_train, cfg.num_test, cfg.operand_max, cfg.second_max, cfg.seed)
     task = math_layout_task("arith", splits, cfg, lambda row: row["question"])
-    task.perturbations = perturbations(a.operand_max, a.second_max)
+    task.perturbations = perturbations(cfg.operand_max, cfg.second_max)
     return task

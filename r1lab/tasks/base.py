@@ -9,11 +9,20 @@ gold answer text, the text that opens an answer, and its perturbations (robustne
 name -> ``fn(rows, seed) -> rows``, each perturbed row keeping a right gold answer). Where an answer is in a response is one policy for every task
 (``r1lab.rewards.spans``).
 
-A task is one module that registers its builder, ``TaskConfig -> Task``, under the name configs
-use (``task.name``)::
+A task is one module that declares its settings, a ``TaskConfig`` subclass, and registers its
+builder, ``config -> Task``, with it under the name configs use (``task=<name>``)::
 
-    @register_task("countdown")
-    def build(cfg: TaskConfig) -> Task: ...
+    @dataclass
+    class CountdownTaskConfig(TaskConfig):
+        name: str = "countdown"
+        num_train: int = 20000
+
+    @register_task("countdown", CountdownTaskConfig)
+    def build(cfg: CountdownTaskConfig) -> Task: ...
+
+The schema is the Hydra node of the ``task`` config group's option ``<name>`` (``task_schemas``,
+stored by ``r1lab.config.store``), so ``task.num_train=64`` is typed by the chosen task and a
+task with no settings of its own registers with ``TaskConfig`` itself.
 
 The builders of r1lab's own tasks are ``r1lab.tasks.countdown``, ``r1lab.tasks.math`` and
 ``r1lab.tasks.arith`` (the package imports each of its modules, so a module there registers itself
@@ -22,17 +31,17 @@ by being there); a package outside r1lab registers its tasks from an ``r1lab.plu
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Sequence
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 from datasets import Dataset
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
+from r1lab.config.schema import TaskConfig
 from r1lab.registry import Registry
-
-if TYPE_CHECKING:
-    from r1lab.config.schema import TaskConfig
 
 DISTANCE_CAP = 100.0  # answer distances are capped here; an unusable answer counts as the cap
 
@@ -122,21 +131,81 @@ class Task:
         return {c: rows[c] for c in self.reward_columns}
 
 
-TaskBuilder = Callable[["TaskConfig"], Task]
+TaskBuilder = Callable[[TaskConfig], Task]
 
-# task.name -> builder. `in`, `names()` and iteration list r1lab's tasks and the plugins' alike.
+# task.name -> builder, with meta ``schema`` (its TaskConfig subclass). `in`, `names()` and
+# iteration list r1lab's tasks and the plugins' alike.
 TASKS: Registry[TaskBuilder] = Registry("task")
 
 
-def register_task(name: str) -> Callable[[TaskBuilder], TaskBuilder]:
-    """Decorator: make the builder ``fn(cfg: TaskConfig) -> Task`` the task ``name`` (``task.name``)."""
-    return TASKS.register(name)
+def register_task(name: str, schema: type = TaskConfig) -> Callable[[TaskBuilder], TaskBuilder]:
+    """Decorator: make the builder ``fn(cfg: schema) -> Task`` the task ``name`` (``task=<name>``),
+    configured by ``schema``: ``TaskConfig`` or a dataclass subclass holding the task's settings."""
+    if not (isinstance(schema, type) and is_dataclass(schema) and issubclass(schema, TaskConfig)):
+        raise ValueError(
+            f"task {name!r}: schema {getattr(schema, '__name__', schema)!r} is not a dataclass subclass of "
+            "r1lab.config.schema.TaskConfig"
+        )
+    return TASKS.register(name, schema=schema)
+
+
+def task_schemas() -> dict[str, type]:
+    """Task name -> its config schema, for every registered task."""
+    return {name: TASKS.meta(name)["schema"] for name in TASKS.names()}
+
+
+def typed_task(cfg: TaskConfig | Mapping[str, Any]) -> TaskConfig:
+    """``cfg`` (a ``TaskConfig`` of any schema, a mapping or an OmegaConf node) as an instance of
+    the schema its ``name`` registered; ``ValueError`` naming the unknown name, or the key that
+    task has not and the fix, otherwise. A config of the right schema is returned as it is."""
+    name = cfg.get("name") if isinstance(cfg, Mapping) else getattr(cfg, "name", None)
+    if name not in TASKS:
+        raise ValueError(f"task.name={name!r}; valid: {', '.join(TASKS)}")
+    schema = TASKS.meta(name)["schema"]
+    if isinstance(cfg, schema):
+        return cfg
+    try:
+        raw = OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)  # plain: merged onto the schema by key
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), raw))
+    except OmegaConfBaseException as err:
+        valid = ", ".join(f.name for f in fields(schema))
+        raise ValueError(
+            f"task ({name}, {schema.__module__}.{schema.__name__}): {str(err).splitlines()[0]}; valid keys: {valid}. "
+            f"Choose a task with task={name} (the config group), not task.name"
+        ) from None
+
+
+def saved_task_config(raw: Mapping[str, Any]) -> DictConfig:
+    """A saved run's ``task`` (its ``config.yaml``) as a node of its task's schema.
+
+    Runs written before task settings moved into each task's schema kept them under
+    ``task.<name>.*`` (``task.countdown.num_test``) beside every task's answer options; those read
+    as the same settings, flat (``task.num_test``), the options other tasks have left out."""
+    raw = OmegaConf.to_container(raw, resolve=True) if isinstance(raw, DictConfig) else dict(raw)
+    name = raw.get("name")
+    if name in TASKS and isinstance(raw.get(name), dict):  # the old layout
+        own = {f.name for f in fields(TASKS.meta(name)["schema"])}
+        raw = {**{k: v for k, v in raw.items() if k in own}, **raw[name]}
+    return OmegaConf.structured(typed_task(raw))
+
+
+def check_no_old_task_overrides(overrides: Sequence[str]) -> None:
+    """``ValueError`` for a command-line override in the old layout (``task.countdown.num_train=64``),
+    naming its flat spelling (``task.num_train=64``); Hydra would only say the key is not there."""
+    for arg in overrides:
+        key = arg.lstrip("+~").split("=", 1)[0]
+        parts = key.split(".")
+        if len(parts) >= 3 and parts[0] == "task" and parts[1] in TASKS:
+            flat = ".".join(["task", *parts[2:]])
+            raise ValueError(f"{key}: a task's settings are flat now, typed by the chosen task: write {flat} "
+                             f"(with task={parts[1]})")
 
 
 def build_task(cfg: TaskConfig) -> Task:
-    """The task ``cfg.name`` built from ``cfg``; ``ValueError`` listing the valid names otherwise."""
-    if cfg.name not in TASKS:
-        raise ValueError(f"task.name={cfg.name!r}; valid: {', '.join(TASKS)}")
+    """The task ``cfg.name`` built from ``cfg`` (typed by its schema: :func:`typed_task`), after
+    the schema's own checks; ``ValueError`` naming the field and the fix otherwise."""
+    cfg = typed_task(cfg)
+    cfg.check()
     return TASKS[cfg.name](cfg)
 
 

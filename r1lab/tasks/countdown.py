@@ -1,5 +1,6 @@
 """The Countdown task: exact solver, problem generator, splits, file loader, question text, the
-evaluation's analysis of answers and the task's registration (``task.name=countdown``).
+evaluation's analysis of answers, the task's settings (:class:`CountdownTaskConfig`) and its
+registration (``task=countdown``).
 
 A Countdown problem gives a few integers and a target; the answer is an arithmetic expression
 over ``+ - * /`` and parentheses that uses every number exactly once and equals the target
@@ -35,22 +36,21 @@ from __future__ import annotations
 
 import os
 import random
+from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
-from typing import TYPE_CHECKING, Iterable, Mapping, Optional, Sequence, Union
+from typing import Iterable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 from datasets import Dataset, Features, List, Value
 
+from r1lab.config.schema import TaskConfig
 from r1lab.data.files import columns_fix, load_source, require_columns
 from r1lab.rewards.countdown import evaluate_answer, score_expression_exact
 from r1lab.rewards.countdown import parse_expression  # noqa: F401  (the reference evaluator, exported here too)
 from r1lab.rewards.spans import answer_spans
 from r1lab.tasks.base import FinalAnswer, Perturbation, Task, TaskAnalysis, files_over, register_task
 from r1lab.tasks.perturb import distractor, row_rng, with_column
-
-if TYPE_CHECKING:
-    from r1lab.config.schema import TaskConfig
 
 Number = Union[int, Fraction]  # ints whenever the value is integral, so dict keys and output stay simple
 ProblemKey = tuple[tuple[int, ...], int]
@@ -625,20 +625,41 @@ def perturbations(style: str) -> dict[str, Perturbation]:
 # ----------------------------------------------------------------------------------------------
 
 
-@register_task("countdown")
-def build(cfg: TaskConfig) -> Task:
-    """Generated splits (``task.countdown``), ``task.train_file``/``test_file`` read over them;
-    graded by the ``countdown`` reward; the question in ``task.question_style``."""
-    c = cfg.countdown
+@dataclass
+class CountdownTaskConfig(TaskConfig):
+    """``task=countdown``: generated problems (``task.train_file``/``test_file`` read over them)."""
+
+    name: str = "countdown"
+    question_style: str = "full"  # full (TinyZero wording) | short (for char-level models)
+    num_train: int = 20000  # training problems
+    num_test: int = 500  # held-out problems, disjoint from train
+    num_test_hard: int = 200  # out-of-distribution problems with `hard_num_numbers` numbers
+    num_numbers: int = 3  # numbers per problem
+    hard_num_numbers: int = 4
+    number_min: int = 1
+    number_max: int = 9
+    target_min: int = 1
+    target_max: int = 99
+    seed: int = 0  # seed of the problem generator (the test split depends only on it)
+
+    def check(self) -> None:
+        if self.question_style not in QUESTION_STYLES:
+            raise ValueError(f"task.question_style={self.question_style!r}; valid: {', '.join(QUESTION_STYLES)}")
+
+
+@register_task("countdown", CountdownTaskConfig)
+def build(cfg: CountdownTaskConfig) -> Task:
+    """Generated splits, ``task.train_file``/``test_file`` read over them; graded by the
+    ``countdown`` reward; the question in ``task.question_style``."""
     splits = make_splits(
-        num_train=c.num_train,
-        num_test=c.num_test,
-        num_test_hard=c.num_test_hard,
-        num_numbers=c.num_numbers,
-        hard_num_numbers=c.hard_num_numbers,
-        number_range=(c.number_min, c.number_max),
-        target_range=(c.target_min, c.target_max),
-        seed=c.seed,
+        num_train=cfg.num_train,
+        num_test=cfg.num_test,
+        num_test_hard=cfg.num_test_hard,
+        num_numbers=cfg.num_numbers,
+        hard_num_numbers=cfg.hard_num_numbers,
+        number_range=(cfg.number_min, cfg.number_max),
+        target_range=(cfg.target_min, cfg.target_max),
+        seed=cfg.seed,
     )
     splits = files_over(splits, cfg, load_countdown_file)
     style = cfg.question_style

@@ -1,5 +1,6 @@
 """The math task: word-problem files (GSM8K, MATH) normalised to one row layout, graded by the
-math verifier (``r1lab.rewards.math``), and the analysis of its answers (``task.name=math``).
+math verifier (``r1lab.rewards.math``), the analysis of its answers, and its settings
+(:class:`MathTaskConfig`; ``task=math``).
 ``r1lab.tasks.arith`` generates rows of the same layout and reuses the rest of this module.
 
 Normalised row::
@@ -27,17 +28,16 @@ from __future__ import annotations
 
 import os
 import re
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Optional
 
 from datasets import Dataset, Features, Value
 
+from r1lab.config.schema import TaskConfig
 from r1lab.data.files import is_file_source, load_source
 from r1lab.rewards.math import extract_answer, normalize
 from r1lab.tasks.base import Perturbation, Task, TaskAnalysis, files_over, register_task
 from r1lab.tasks.perturb import before_last_sentence, distractor, row_rng, with_column
-
-if TYPE_CHECKING:
-    from r1lab.config.schema import TaskConfig
 
 FEATURES = Features(
     {"id": Value("string"), "question": Value("string"), "answer": Value("string"), "level": Value("string")}
@@ -171,13 +171,38 @@ class MathAnalysis(TaskAnalysis):
         return ["unknown" if lv in (None, "") else str(lv) for lv in levels]
 
 
-def math_layout_task(name: str, splits: dict[str, Dataset], cfg: TaskConfig, question: Callable[[dict[str, Any]], str]) -> Task:
+@dataclass
+class MathLayoutConfig(TaskConfig):
+    """The settings of a task of math-layout rows (math, arith): how an answer is read."""
+
+    answer_tag: bool = False  # read the answer from <answer> instead of \boxed{}
+    lenient_answer: bool = False  # with no \boxed{}, the last number after the reasoning is the answer (lm-eval's flexible extract)
+
+    def check(self) -> None:
+        if self.answer_tag and self.lenient_answer:
+            raise ValueError("task.answer_tag and task.lenient_answer are exclusive: choose one way to read answers")
+
+
+@dataclass
+class MathTaskConfig(MathLayoutConfig):
+    """``task=math``: GSM8K or MATH rows from ``task.train_file`` and ``task.test_file``."""
+
+    name: str = "math"
+
+    def check(self) -> None:
+        super().check()
+        if not self.train_file or not self.test_file:
+            raise ValueError(
+                "task=math needs task.train_file and task.test_file (GSM8K or MATH layout jsonl/parquet, "
+                "a dataset folder or a hub id such as openai/gsm8k with task.subset=main)"
+            )
+
+
+def math_layout_task(name: str, splits: dict[str, Dataset], cfg: MathLayoutConfig, question: Callable[[dict[str, Any]], str]) -> Task:
     """A task of math-layout rows (``id, question, answer, level``), graded by the math verifier:
     ``splits`` with the task's files read over them, the answer read one way by the reward and
     the analysis (the last ``\\boxed{}``; ``<answer>`` with ``task.answer_tag``; the last number
     as a fallback with ``task.lenient_answer``)."""
-    if cfg.answer_tag and cfg.lenient_answer:
-        raise ValueError("task.answer_tag and task.lenient_answer are exclusive: choose one way to read answers")
     reward = "math_answer_tag" if cfg.answer_tag else "math_lenient" if cfg.lenient_answer else "math"
     return Task(
         name=name,
@@ -245,14 +270,9 @@ def perturbations() -> dict[str, Perturbation]:
     return {"names": renamed, "distractor": with_distractor, "wording": reworded}
 
 
-@register_task("math")
-def build(cfg: TaskConfig) -> Task:
+@register_task("math", MathTaskConfig)
+def build(cfg: MathTaskConfig) -> Task:
     """GSM8K or MATH rows from ``task.train_file`` and ``task.test_file`` (both required)."""
-    if not cfg.train_file or not cfg.test_file:
-        raise ValueError(
-            "task.name=math needs task.train_file and task.test_file (GSM8K or MATH layout jsonl/parquet, "
-            "a dataset folder or a hub id such as openai/gsm8k with task.subset=main)"
-        )
     suffix = " Put the final answer in \\boxed{}." if not cfg.answer_tag else ""
     task = math_layout_task("math", {}, cfg, lambda row: row["question"] + suffix)
     task.perturbations = perturbations()
@@ -263,6 +283,8 @@ __all__ = [
     "FEATURES",
     "LAYOUTS",
     "MathAnalysis",
+    "MathLayoutConfig",
+    "MathTaskConfig",
     "detect_layout",
     "gsm8k_answer",
     "last_boxed",

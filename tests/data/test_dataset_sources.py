@@ -11,7 +11,9 @@ from datasets import Dataset, DatasetDict
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError
 
-from r1lab.config.schema import CountdownTaskConfig, TaskConfig
+from r1lab.config.schema import TaskConfig
+from r1lab.tasks.countdown import CountdownTaskConfig
+from r1lab.tasks.math import MathTaskConfig
 from r1lab.data.files import SAMPLES_DIR, load_source, load_table
 from r1lab.stages.dpo import DPOStageConfig
 from r1lab.stages.rejection import RejectionStageConfig
@@ -19,7 +21,7 @@ from r1lab.stages.sft import SFTStageConfig
 from r1lab.tasks import build_task
 from r1lab.validate import ConfigError, typed_stage
 
-SMALL = CountdownTaskConfig(num_train=10, num_test=5, num_test_hard=0)  # generated splits kept small
+SMALL = dict(num_train=10, num_test=5, num_test_hard=0)  # generated splits kept small
 
 GSM8K_TRAIN = [
     {"question": "Tom has 3 apples and buys 4. How many?", "answer": "3 + 4 = 7\n#### 7"},
@@ -85,15 +87,14 @@ def countdown_folder(tmp_path):
 
 
 def test_math_task_from_a_dataset_folder_with_subset_and_splits(gsm8k_folder):
-    main = build_task(TaskConfig(name="math", train_file=str(gsm8k_folder), test_file=str(gsm8k_folder), subset="main"))
+    main = build_task(MathTaskConfig(train_file=str(gsm8k_folder), test_file=str(gsm8k_folder), subset="main"))
     assert main.split("train").to_list() == [
         {"id": "gsm8k_train-0", "question": GSM8K_TRAIN[0]["question"], "answer": "7", "level": None},
         {"id": "gsm8k_train-1", "question": GSM8K_TRAIN[1]["question"], "answer": "2000", "level": None},
     ]
     assert main.split("test").to_list() == [{"id": "gsm8k_test-0", "question": GSM8K_TEST[0]["question"], "answer": "42", "level": None}]
     socratic = build_task(
-        TaskConfig(name="math", train_file=str(gsm8k_folder), test_file=str(gsm8k_folder), subset="socratic",
-                   train_split="test", test_split="train")
+        MathTaskConfig(train_file=str(gsm8k_folder), test_file=str(gsm8k_folder), subset="socratic", train_split="test", test_split="train")
     )
     assert socratic.split("train")["answer"] == ["7"] and socratic.split("test")["answer"] == ["8"]
 
@@ -113,7 +114,7 @@ def test_a_folder_goes_through_load_dataset_like_a_hub_id(gsm8k_folder, monkeypa
 
 
 def test_column_mapping_countdown_tasks(countdown_folder):
-    task = build_task(TaskConfig(name="countdown", countdown=SMALL, train_file=str(countdown_folder), columns={"numbers": "nums"}))
+    task = build_task(CountdownTaskConfig(**SMALL, train_file=str(countdown_folder), columns={"numbers": "nums"}))
     assert task.split("train").to_list() == [
         {"id": "cd3-3_5_7-22", "numbers": [3, 5, 7], "target": 22, "solution": "3*5+7"},
         {"id": "cd2-1_1-5", "numbers": [1, 1], "target": 5, "solution": ""},
@@ -127,18 +128,18 @@ def test_math_layouts_through_a_mapping(tmp_path):
     _jsonl(boxed / "train.jsonl", [row])
     _jsonl(boxed / "test.jsonl", [row])
     _card(boxed, {"default": {"train": "train.jsonl", "test": "test.jsonl"}})
-    train = build_task(TaskConfig(name="math", train_file=str(boxed), test_file=str(boxed))).split("train")
+    train = build_task(MathTaskConfig(train_file=str(boxed), test_file=str(boxed))).split("train")
     assert train.to_list() == [{"id": "mathish_train-0", "question": "1/2 + 1/2?", "answer": "1", "level": "Level 1"}]
     bare = tmp_path / "bare"  # other column names, bare answers: mapped onto the normalised layout
     _jsonl(bare / "data" / "train.jsonl", [{"prompt": "2+2?", "final": "4", "uid": "q7"}])
     _jsonl(bare / "data" / "test.jsonl", [{"prompt": "3+3?", "final": "6", "uid": "q8"}])
     task = build_task(
-        TaskConfig(name="math", train_file=str(bare), test_file=str(bare), columns={"question": "prompt", "answer": "final", "id": "uid"})
+        MathTaskConfig(train_file=str(bare), test_file=str(bare), columns={"question": "prompt", "answer": "final", "id": "uid"})
     )  # no dataset card: load_dataset finds the splits by file name
     assert task.split("train").to_list() == [{"id": "q7", "question": "2+2?", "answer": "4", "level": None}]
     assert task.split("test")["answer"] == ["6"]
     with pytest.raises(ValueError, match=r"match no math layout; .*; map the dataset's columns to one of them with task\.columns"):
-        build_task(TaskConfig(name="math", train_file=str(bare), test_file=str(bare)))
+        build_task(MathTaskConfig(train_file=str(bare), test_file=str(bare)))
 
 
 def test_unreadable_dataset_folder_is_one_line(tmp_path):
@@ -177,27 +178,27 @@ def test_sft_data_folder_of_chat_rows(tmp_path):
 
 def test_wrong_column_mapping_is_one_line(countdown_folder):
     with pytest.raises(ValueError) as e:
-        build_task(TaskConfig(name="countdown", countdown=SMALL, train_file=str(countdown_folder), columns={"numbers": "numbrs"}))
+        build_task(CountdownTaskConfig(**SMALL, train_file=str(countdown_folder), columns={"numbers": "numbrs"}))
     assert str(e.value) == (
         f"task.columns: task.train_file '{countdown_folder}' has no column 'numbrs' (mapped to 'numbers'); "
         "its columns: target, nums; map 'numbers' to one of them"
     )
     with pytest.raises(ValueError, match=r"^task.train_file '.*' is missing column\(s\) 'numbers' \(found: target, nums\); map them .* task\.columns"):
-        build_task(TaskConfig(name="countdown", countdown=SMALL, train_file=str(countdown_folder)))
+        build_task(CountdownTaskConfig(**SMALL, train_file=str(countdown_folder)))
 
 
 def test_wrong_subset_or_split_names_the_field(gsm8k_folder):
     folder = str(gsm8k_folder)
     with pytest.raises(ValueError) as e:
-        build_task(TaskConfig(name="math", train_file=folder, test_file=folder, subset="nope"))
+        build_task(MathTaskConfig(train_file=folder, test_file=folder, subset="nope"))
     msg = str(e.value)
     assert "\n" not in msg and msg.startswith(f"task.train_file='{folder}' with task.subset='nope': ")
     assert "'main', 'socratic'" in msg and msg.endswith("set task.subset to one of them")
     with pytest.raises(ValueError) as e:
-        build_task(TaskConfig(name="math", train_file=folder, test_file=folder))  # two configs, none chosen
+        build_task(MathTaskConfig(train_file=folder, test_file=folder))  # two configs, none chosen
     assert "\n" not in str(e.value) and "task.subset=None" in str(e.value)
     with pytest.raises(ValueError) as e:
-        build_task(TaskConfig(name="math", train_file=folder, test_file=folder, subset="main", test_split="validation"))
+        build_task(MathTaskConfig(train_file=folder, test_file=folder, subset="main", test_split="validation"))
     msg = str(e.value)
     assert "\n" not in msg and msg.startswith(f"task.test_file='{folder}' with task.test_split='validation': ")
     assert msg.endswith("set task.test_split to one of them")
@@ -206,7 +207,7 @@ def test_wrong_subset_or_split_names_the_field(gsm8k_folder):
 def test_missing_hub_id_offline_is_one_line():
     assert datasets.config.HF_HUB_OFFLINE or __import__("os").environ.get("HF_DATASETS_OFFLINE") == "1"
     with pytest.raises(ValueError) as e:
-        build_task(TaskConfig(name="math", train_file="nobody-r1lab/no-such-dataset", test_file="nobody-r1lab/no-such-dataset", subset="main"))
+        build_task(MathTaskConfig(train_file="nobody-r1lab/no-such-dataset", test_file="nobody-r1lab/no-such-dataset", subset="main"))
     msg = str(e.value)
     assert "\n" not in msg
     assert msg.startswith(
@@ -220,7 +221,7 @@ def test_missing_hub_id_offline_is_one_line():
 def test_missing_paths_and_files_are_unchanged(tmp_path):
     missing = tmp_path / "nope.jsonl"
     with pytest.raises(FileNotFoundError, match="does not exist; set task.train_file to a .jsonl"):
-        build_task(TaskConfig(name="countdown", countdown=SMALL, train_file=str(missing)))
+        build_task(CountdownTaskConfig(**SMALL, train_file=str(missing)))
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_source("data/problems.parquet")  # a file name, never a hub id
     (tmp_path / "empty").mkdir()
@@ -231,9 +232,9 @@ def test_missing_paths_and_files_are_unchanged(tmp_path):
 def test_existing_files_load_and_take_a_mapping(tmp_path):
     path = tmp_path / "cd.jsonl"
     _jsonl(path, [{"nums": [3, 5, 7], "target": 22}])
-    task = build_task(TaskConfig(name="countdown", countdown=SMALL, train_file=str(path), columns={"numbers": "nums"}, train_split="ignored"))
+    task = build_task(CountdownTaskConfig(**SMALL, train_file=str(path), columns={"numbers": "nums"}, train_split="ignored"))
     assert task.split("train")["numbers"] == [[3, 5, 7]]
-    gsm = build_task(TaskConfig(name="math", train_file=str(SAMPLES_DIR / "gsm8k_sample.jsonl"), test_file=str(SAMPLES_DIR / "math_sample.jsonl")))
+    gsm = build_task(MathTaskConfig(train_file=str(SAMPLES_DIR / "gsm8k_sample.jsonl"), test_file=str(SAMPLES_DIR / "math_sample.jsonl")))
     assert gsm.split("train")[0]["id"] == "gsm8k_sample-0" and gsm.split("test")[0]["id"].startswith("math_sample-")
     chat = load_table(SAMPLES_DIR / "chat_sample.jsonl", columns={"conversation": "messages"})
     assert "conversation" in chat.column_names and "messages" not in chat.column_names

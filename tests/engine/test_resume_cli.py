@@ -33,7 +33,7 @@ OVERRIDES = [
     "recipe=r1_countdown_tiny", "stages.grpo=null", f"engine.num_threads={THREADS}",
     "tracking.wandb.mode=disabled", "tracking.progress_bar=false",
     "eval.initial=false", "eval.num_problems=2", "eval.samples=1", "eval.max_new_tokens=8",
-    "task.countdown.num_train=64", "task.countdown.num_test=4", "task.countdown.num_test_hard=4",
+    "task.num_train=64", "task.num_test=4", "task.num_test_hard=4",
     "model.tiny.hidden_size=32", "model.tiny.num_layers=1",
     "model.tiny.intermediate_size=64", f"stages.cold_start.steps={STEPS}",
     f"++stages.cold_start.save_every={SAVE_EVERY}", "stages.cold_start.batch_size=8",

@@ -10,6 +10,7 @@ from hydra.core.global_hydra import GlobalHydra
 from r1lab.cli import CONFIG_DIR
 from r1lab.config.store import register_configs
 from r1lab.stages.registry import stage_schemas
+from r1lab.tasks import task_schemas
 from r1lab.validate import validate
 
 RECIPES = sorted(Path(CONFIG_DIR, "recipe").glob("ablation_*.yaml"))
@@ -36,7 +37,7 @@ def test_recipe_sweep_composes_and_validates(path):
     jobs = launch_overrides(path)
     assert len(jobs) >= 2
     assert re.search(r"^# Compare: r1lab-compare sweep_dir=multirun/", text, re.M)
-    register_configs(stage_schemas())
+    register_configs(stage_schemas(), task_schemas())
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base=None):
         names = set()

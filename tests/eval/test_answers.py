@@ -3,12 +3,12 @@ task. The analyses themselves are tested with their tasks (tests/data/test_count
 tests/data/test_task.py)."""
 import numpy as np
 
-from r1lab.config.schema import CountdownTaskConfig, TaskConfig
+from r1lab.tasks.countdown import CountdownTaskConfig
 from r1lab.tasks import build_task
 from r1lab.eval.answers import DISTANCE_CAP, task_analysis
 from r1lab.rewards import get_reward
 
-COUNTDOWN = TaskConfig(name="countdown", countdown=CountdownTaskConfig(num_train=10, num_test=5, num_test_hard=2))
+COUNTDOWN = CountdownTaskConfig(num_train=10, num_test=5, num_test_hard=2)
 
 
 def test_task_analysis_is_the_tasks_own():

@@ -12,11 +12,14 @@ from omegaconf import OmegaConf
 from r1lab.config.schema import TinyModelConfig
 from r1lab.eval.cli import default_out_dir, inherit_run_config, resolve_model
 from r1lab.eval.config import EvalAppConfig
+from r1lab.tasks.arith import ArithTaskConfig
+from r1lab.tasks.countdown import CountdownTaskConfig
+from r1lab.tasks.math import MathTaskConfig
 from tests.helpers import THREADS
 
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "OMP_NUM_THREADS": str(THREADS), "TOKENIZERS_PARALLELISM": "false"}
-SMALL_TASK = ["task.countdown.num_train=10", "task.countdown.num_test=20", "task.countdown.num_test_hard=4"]
+SMALL_TASK = ["task.num_train=10", "task.num_test=20", "task.num_test_hard=4"]
 EVAL_KEYS = ("num_problems", "greedy_accuracy", "sampled_accuracy", "pass_at_k", "format_rate", "mean_response_length",
              "avg_at_k", "maj_at_k", "ci95", "by_difficulty", "answer_distance", "behaviours")
 
@@ -61,12 +64,32 @@ def test_inherit_run_config_keeps_command_line_overrides():
     cfg = OmegaConf.structured(EvalAppConfig)
     run_cfg = OmegaConf.create({"task": {"name": "countdown", "question_style": "short"},
                                 "eval": {"samples": 8, "max_new_tokens": 160, "num_problems": 500}})
-    inherit_run_config(cfg, run_cfg, ["model=x", "eval.samples=2", "+task.countdown.num_test=7"])
-    assert cfg.task.question_style == "short" and cfg.task.countdown.num_test == 7
+    inherit_run_config(cfg, run_cfg, ["model=x", "eval.samples=2", "+task.num_test=7"])
+    assert cfg.task.question_style == "short" and cfg.task.num_test == 7
     assert cfg.eval.samples == 2 and cfg.eval.max_new_tokens == 160 and cfg.eval.num_problems == 500
     cfg = OmegaConf.structured(EvalAppConfig)
+    cfg.task = OmegaConf.structured(MathTaskConfig(train_file="a.jsonl", test_file="b.jsonl"))
     inherit_run_config(cfg, run_cfg, ["task=math"])  # a group chosen on the command line wins
-    assert cfg.task.question_style == "full"
+    assert cfg.task.name == "math" and cfg.task.train_file == "a.jsonl"
+
+
+def test_inherit_run_config_reads_the_old_task_layout():
+    """A run saved before task settings moved into each task's schema (task.countdown.*, every
+    task's answer options beside them) evaluates with the same settings."""
+    cfg = OmegaConf.structured(EvalAppConfig)
+    run_cfg = OmegaConf.create({"task": {"name": "countdown", "question_style": "short", "answer_tag": False,
+                                         "lenient_answer": False, "train_file": None,
+                                         "countdown": {"num_test": 9, "seed": 3}, "arith": {"num_test": 200}}})
+    inherit_run_config(cfg, run_cfg, ["task.num_train=11"])
+    task = OmegaConf.to_object(cfg.task)
+    assert isinstance(task, CountdownTaskConfig)
+    assert (task.question_style, task.num_test, task.seed, task.num_train) == ("short", 9, 3, 11)
+    run_cfg = OmegaConf.create({"task": {"name": "arith", "question_style": "full", "lenient_answer": True,
+                                         "countdown": {"num_test": 500}, "arith": {"num_test": 20}}})
+    cfg = OmegaConf.structured(EvalAppConfig)
+    inherit_run_config(cfg, run_cfg, [])
+    task = OmegaConf.to_object(cfg.task)
+    assert isinstance(task, ArithTaskConfig) and (task.num_test, task.lenient_answer) == (20, True)
 
 
 @pytest.mark.slow
@@ -134,10 +157,13 @@ def test_eval_app_config_composes_with_model_as_a_plain_string(monkeypatch):
     from hydra.core.config_store import ConfigStore
     from hydra.core.global_hydra import GlobalHydra
 
+    from r1lab.config.store import register_task_options
     from r1lab.eval.cli import CONFIG_DIR
+    from r1lab.tasks import task_schemas
 
     cs = ConfigStore.instance()
     cs.store(name="eval_app_schema", node=EvalAppConfig)
+    register_task_options(task_schemas())
     # another test of this process may have registered the main app's groups (r1lab never does
     # in an r1lab-eval process); its `model` group would take `model=` for a group choice
     monkeypatch.delitem(cs.repo, "model", raising=False)

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from r1lab.config.schema import CountdownTaskConfig, EvalConfig, TaskConfig, TinyModelConfig
+from r1lab.config.schema import EvalConfig, TinyModelConfig
+from r1lab.tasks.countdown import CountdownTaskConfig
 from r1lab.tasks import build_task
 from r1lab.rewards.behaviours import BEHAVIOURS
 from r1lab.eval.evaluate import (
@@ -84,7 +85,7 @@ def test_summarize_process_validity():
 
 
 def test_sample_records_and_tool_figures():
-    task = build_task(TaskConfig(question_style="short", countdown=CountdownTaskConfig(num_train=10, num_test=5, num_test_hard=2)))
+    task = build_task(CountdownTaskConfig(question_style="short", num_train=10, num_test=5, num_test_hard=2))
     rows = task.split("test")[:1]
     stats = {"calls": np.array([[2.0, 0.0]]), "errors": np.array([[1.0, 0.0]]), "timeouts": np.zeros((1, 2)),
              "tool_tokens": np.array([[6.0, 0.0]]), "sampled_tokens": np.array([[10.0, 8.0]])}
@@ -112,7 +113,7 @@ def tiny():
 
 def test_evaluate_keeps_the_pipeline_keys_and_adds_the_analysis(tiny):
     model, tok = tiny
-    task = build_task(TaskConfig(question_style="short", countdown=CountdownTaskConfig(num_train=10, num_test=5, num_test_hard=2)))
+    task = build_task(CountdownTaskConfig(question_style="short", num_train=10, num_test=5, num_test_hard=2))
     cfg = EvalConfig(num_problems=3, samples=2, max_new_tokens=6, batch_size=8)
     res = evaluate(model, tok, task, "r1_zero_short", cfg, seed=0)
     for key in PIPELINE_KEYS + ("avg_at_k", "maj_at_k", "ci95", "by_difficulty", "answer_distance", "behaviours"):
@@ -139,7 +140,7 @@ def test_evaluate_with_tools_reports_tool_use(tiny):
     from r1lab.config.schema import ToolsConfig
 
     model, tok = tiny
-    task = build_task(TaskConfig(question_style="short", countdown=CountdownTaskConfig(num_train=10, num_test=5, num_test_hard=2)))
+    task = build_task(CountdownTaskConfig(question_style="short", num_train=10, num_test=5, num_test_hard=2))
     cfg = EvalConfig(num_problems=2, samples=2, max_new_tokens=6, batch_size=8, tools=ToolsConfig(names=["calculator"]))
     res, records = evaluate_with_samples(model, tok, task, "r1_zero_short", cfg, seed=0)
     assert {"calls_per_completion", "errors_per_completion", "timeouts_per_completion", "calling_share",
@@ -158,7 +159,7 @@ def test_readability_of_the_completions_is_rejection_samplings_filters():
     from r1lab.config.schema import ReadabilityConfig
     from r1lab.eval.evaluate import score_rollouts
 
-    task = build_task(TaskConfig(question_style="short", countdown=CountdownTaskConfig(num_train=10, num_test=5, num_test_hard=0)))
+    task = build_task(CountdownTaskConfig(question_style="short", num_train=10, num_test=5, num_test_hard=0))
     rows = {"numbers": [[3, 7, 1], [3, 7, 1]], "target": [22, 22]}
     texts = [[GOOD, FENCED], [LOOPING, MIXED]]
     rollouts = Rollouts(texts=texts, lengths=np.array([[20, 12], [30, 0]]), stopped=np.ones((2, 2), dtype=bool), seconds=0.0,
@@ -178,7 +179,7 @@ def test_readability_of_the_completions_is_rejection_samplings_filters():
 
 def test_evaluate_reports_length_percentiles_and_readability(tiny):
     model, tok = tiny
-    task = build_task(TaskConfig(question_style="short", countdown=CountdownTaskConfig(num_train=10, num_test=5, num_test_hard=2)))
+    task = build_task(CountdownTaskConfig(question_style="short", num_train=10, num_test=5, num_test_hard=2))
     cfg = EvalConfig(num_problems=3, samples=2, max_new_tokens=6, batch_size=8)
     res, records = evaluate_with_samples(model, tok, task, "r1_zero_short", cfg, seed=0)
     lengths = [r["length"] for r in records if r["kind"] == "sample"]

@@ -5,7 +5,8 @@ import re
 import pytest
 
 from r1lab.config.errors import ConfigError
-from r1lab.config.schema import EvalConfig, TaskConfig
+from r1lab.config.schema import EvalConfig
+from r1lab.tasks.arith import ArithTaskConfig
 from r1lab.eval.robustness import check_perturbations, robustness_figures
 from r1lab.models.tiny import char_tokenizer
 from r1lab.rollout.engine import RolloutEngine
@@ -15,9 +16,7 @@ from r1lab.tasks.perturb import DISTRACTORS
 
 
 def arith_task():
-    cfg = TaskConfig(name="arith")
-    cfg.arith.num_train, cfg.arith.num_test = 10, 12
-    return build_task(cfg)
+    return build_task(ArithTaskConfig(num_train=10, num_test=12, lenient_answer=False))
 
 
 class Calculator(RolloutEngine):

@@ -192,7 +192,7 @@ def test_r1lab_eval_studies_on_smollm2(tmp_path):
     exe = shutil.which("r1lab-eval", path=str(BIN)) or "r1lab-eval"
     # ~2 min of CPU on one thread; the generous timeout is for a shared, loaded machine
     args = ["model=smollm2-135m-instruct", "template=chat", "task=countdown",
-            "task.countdown.num_train=10", "task.countdown.num_test=20", "task.countdown.num_test_hard=4",
+            "task.num_train=10", "task.num_test=20", "task.num_test_hard=4",
             "eval.num_problems=4", "eval.samples=2", "eval.max_new_tokens=48", "eval.batch_size=16", f"out_dir={out}",
             "studies.behaviours=true", "studies.templates=[r1_zero,chat,none]", "studies.perplexity_bridge=true"]
     cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -9,6 +9,7 @@ from omegaconf import OmegaConf
 
 from r1lab.config.errors import ConfigError
 from r1lab.config.schema import RunConfig, TinyModelConfig
+from r1lab.tasks.countdown import CountdownTaskConfig
 from r1lab.eval.cli import ModelLocation, evaluate_app
 from r1lab.eval.config import EvalAppConfig
 from r1lab.eval.report import write_report
@@ -18,7 +19,7 @@ from r1lab.pipeline import evaluate_into
 from r1lab.tasks import build_task
 
 TINY = TinyModelConfig(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=2, intermediate_size=64, max_position_embeddings=128)
-TASK = {"name": "countdown", "question_style": "short", "countdown": {"num_train": 10, "num_test": 3, "num_test_hard": 0}}
+TASK = CountdownTaskConfig(question_style="short", num_train=10, num_test=3, num_test_hard=0)
 EVAL = {"num_problems": 3, "samples": 2, "max_new_tokens": 6, "batch_size": 64}
 
 

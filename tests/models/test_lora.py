@@ -148,7 +148,7 @@ def test_lora_grpo_through_the_cli(tmp_path):
     cmd = ["recipe=r1_countdown_tiny", "stages.cold_start=null",
            f"run_dir={run_dir}", "engine.num_threads=1", "tracking.wandb.mode=disabled", "tracking.progress_bar=false",
            "eval.initial=false", "eval.num_problems=2", "eval.samples=1", "eval.max_new_tokens=8",
-           "task.countdown.num_train=16", "task.countdown.num_test=4", "task.countdown.num_test_hard=4",
+           "task.num_train=16", "task.num_test=4", "task.num_test_hard=4",
            "model.tiny.hidden_size=32", "model.tiny.num_layers=1", "model.tiny.intermediate_size=64",
            "model.lora.enabled=true", "model.lora.r=4", "model.lora.merge_on_save=true",
            "stages.grpo.steps=2", "stages.grpo.prompts_per_step=2", "stages.grpo.samples_per_prompt=2",

@@ -124,11 +124,12 @@ def test_rejection_sampling_and_dpo_with_lora_on_the_real_model(tmp_path, real):
     from datasets import load_from_disk
 
     from r1lab.rewards.math import math_reward
+    from r1lab.tasks.arith import ArithTaskConfig
     from r1lab.stages.dpo import run_dpo
     from r1lab.stages.rejection import run_rejection
 
     _, tok = real
-    arith = {"name": "arith", "lenient_answer": True, "countdown": {}}
+    arith = ArithTaskConfig(lenient_answer=True)
     box = " Put the final answer in \\boxed{}."  # the arith task's wording
     answers = {"a": "7", "b": "18", "c": "5"}
     problems = write_jsonl(tmp_path / "p.jsonl", [

@@ -12,6 +12,7 @@ from omegaconf import OmegaConf
 
 from r1lab.config.store import register_configs
 from r1lab.stages.registry import stage_schemas
+from r1lab.tasks import task_schemas
 from r1lab.validate import validate
 from r1lab.data.files import SAMPLES_DIR
 from tests.helpers import THREADS, run_cli
@@ -24,7 +25,7 @@ REQUIRED = {"r1_math": [*MATH_FILES, "stages.cold_start.data=/data/cold_start.js
 
 
 def compose_recipe(name: str, overrides: list[str] = ()):
-    register_configs(stage_schemas())
+    register_configs(stage_schemas(), task_schemas())
     if not OmegaConf.has_resolver("first"):  # as r1lab.cli.main does
         OmegaConf.register_new_resolver("first", lambda *values: next((v for v in values if v), None))
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base=None):
@@ -73,7 +74,7 @@ def cli(args: list[str], run_dir: Path, timeout: int = 240) -> subprocess.Comple
     return out
 
 
-TINY_COUNTDOWN = ["task.countdown.num_train=64", "task.countdown.num_test=8", "task.countdown.num_test_hard=0"]
+TINY_COUNTDOWN = ["task.num_train=64", "task.num_test=8", "task.num_test_hard=0"]
 # overlong=none: a random tiny model never closes its answer, and with every completion masked
 # the GRPO loss has no graph to backpropagate (a DeepSpeed assertion); real runs keep `mask`
 TINY_GRPO = ["steps=1", "prompts_per_step=2", "samples_per_prompt=2", "max_new_tokens=16", "micro_batch_per_device=4",

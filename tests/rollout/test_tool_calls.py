@@ -11,7 +11,8 @@ import shutil
 import pytest
 import torch
 
-from r1lab.config.schema import CountdownTaskConfig, TaskConfig, TinyModelConfig, ToolsConfig
+from r1lab.config.schema import TinyModelConfig, ToolsConfig
+from r1lab.tasks.countdown import CountdownTaskConfig
 from r1lab.tasks import build_task
 from r1lab.models.templates import encode_prompt
 from r1lab.models.forward import token_logprobs
@@ -26,7 +27,7 @@ from tests.stages.helpers import make_ctx, write_jsonl
 
 CALLS = [("2*3", "6", " no\n"), ("2+3", "5", " yes\n</think>\n<answer>2+3</answer>")]
 ROWS = [{"id": str(i), "numbers": [2, 3], "target": 5 + i} for i in range(2)]  # the prompts taught, GRPO's too
-TASK = build_task(TaskConfig(question_style="short", countdown=CountdownTaskConfig(num_train=40, num_test=5, num_test_hard=0)))
+TASK = build_task(CountdownTaskConfig(question_style="short", num_train=40, num_test=5, num_test_hard=0))
 TEMPLATE = "r1_zero_short"
 
 

@@ -29,7 +29,7 @@ OVERRIDES = [
     "recipe=r1_countdown_tiny_full", "rollout=vllm", "rollout.max_model_len=256", "rollout.max_num_seqs=64",
     "rollout.kv_cache_gb=0.25", "model.tiny.hidden_size=64", "model.tiny.num_layers=1", "model.tiny.num_heads=2",
     "model.tiny.num_kv_heads=1", "model.tiny.intermediate_size=64", "model.tiny.max_position_embeddings=256",
-    "task.countdown.num_train=64", "task.countdown.num_test=8", "task.countdown.num_test_hard=2",
+    "task.num_train=64", "task.num_test=8", "task.num_test_hard=2",
     "eval.num_problems=8", "eval.samples=2", "eval.max_new_tokens=24", "eval.every=2", "eval.every_num_problems=4",
     "eval.every_samples=2", "tracking.progress_bar=false", "tracking.wandb.mode=disabled", "engine.num_threads=1",
     "stages.cold_start.steps=3", "stages.cold_start.batch_size=8", "stages.cold_start.micro_batch_per_device=4",

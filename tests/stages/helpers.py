@@ -7,7 +7,8 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from r1lab.config.schema import RunConfig, TinyModelConfig
+from r1lab.config.schema import RunConfig, TaskConfig, TinyModelConfig
+from r1lab.tasks.countdown import CountdownTaskConfig
 from r1lab.tasks import build_task
 from r1lab.rollout.engine import ROLLOUT_ENGINES, RolloutEngine
 from r1lab.stages.context import StageContext
@@ -21,18 +22,18 @@ def write_jsonl(path: Path, rows: list[dict]) -> str:
     return str(path)
 
 
-def make_ctx(stage_dir: Path, model: str, stages: dict, train_file: str | None = None, task: dict | None = None,
+def make_ctx(stage_dir: Path, model: str, stages: dict, train_file: str | None = None, task: TaskConfig | None = None,
              **model_cfg) -> StageContext:
     """A context for the LAST stage of ``stages`` (earlier ones only matter as config);
-    ``task``: fields of the run's ``task`` config over the tiny Countdown default;
+    ``task``: the run's ``task`` config instead of the tiny Countdown default;
     ``model_cfg``: fields of the run's ``model`` config (e.g. template, lora)."""
     raw = OmegaConf.merge(
         OmegaConf.structured(RunConfig),
         {
             "name": "test",
             "model": {"name_or_path": model, "template": "r1_zero_short", **model_cfg},
-            "task": {"name": "countdown", "question_style": "short", "train_file": train_file, "test_file": train_file,
-                     "countdown": {"num_train": 40, "num_test": 5, "num_test_hard": 0}, **(task or {})},
+            "task": task or CountdownTaskConfig(question_style="short", train_file=train_file, test_file=train_file,
+                                                num_train=40, num_test=5, num_test_hard=0),
             "engine": {"precision": "fp32"},
             "tracking": {"wandb": {"mode": "disabled"}, "progress_bar": False},
             "stages": stages,

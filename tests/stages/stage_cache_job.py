@@ -16,6 +16,7 @@ from omegaconf import OmegaConf
 
 from r1lab import pipeline
 from r1lab.config.schema import RunConfig
+from r1lab.tasks.countdown import CountdownTaskConfig
 from r1lab.validate import validate
 
 ROW = {"num_problems": 1, "greedy_accuracy": 0.5, "sampled_accuracy": 0.25, "samples_per_problem": 2,
@@ -73,7 +74,7 @@ def config(stages: dict | None = None, cache_dir: Path | None = None, **run):
     raw = OmegaConf.merge(
         OmegaConf.structured(RunConfig),
         {"name": "t", "model": {"name_or_path": "not/loaded", "template": "r1_zero_short"},
-         "task": {"question_style": "short", "countdown": {"num_train": 20, "num_test": 2, "num_test_hard": 0}},
+         "task": CountdownTaskConfig(question_style="short", num_train=20, num_test=2, num_test_hard=0),
          "engine": {"num_threads": 1}, "eval": {"initial": False},
          "tracking": {"wandb": {"mode": "disabled"}, "progress_bar": False},
          "cache": {"dir": str(cache_dir) if cache_dir else None}, "stages": stages or STAGES},

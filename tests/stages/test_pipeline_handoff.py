@@ -10,6 +10,7 @@ from omegaconf import OmegaConf
 
 from r1lab import pipeline
 from r1lab.config.schema import RunConfig
+from r1lab.tasks.countdown import CountdownTaskConfig
 from r1lab.validate import ConfigError, validate
 
 
@@ -17,7 +18,7 @@ def config(model: str, stages: dict):
     raw = OmegaConf.merge(
         OmegaConf.structured(RunConfig),
         {"name": "t", "model": {"name_or_path": model, "template": "r1_zero_short"},
-         "task": {"question_style": "short", "countdown": {"num_train": 20, "num_test": 2, "num_test_hard": 0}},
+         "task": CountdownTaskConfig(question_style="short", num_train=20, num_test=2, num_test_hard=0),
          "engine": {"num_threads": 1}, "eval": {"num_problems": 1, "samples": 1, "max_new_tokens": 4, "batch_size": 4},
          "tracking": {"wandb": {"mode": "disabled"}, "progress_bar": False}, "stages": stages},
     )

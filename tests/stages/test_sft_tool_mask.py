@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from r1lab.config.schema import CountdownTaskConfig, TaskConfig
+from r1lab.tasks.countdown import CountdownTaskConfig
 from r1lab.tasks import build_task
 from r1lab.tasks.countdown_traces import make_sft_dataset, make_trace
 from r1lab.models.templates import encode_prompt
@@ -50,7 +50,7 @@ def test_collate_by_hand():
 
 
 def traces_ctx(tools: bool, **cfg):
-    task = build_task(TaskConfig(name="countdown", question_style="short", countdown=CountdownTaskConfig(num_train=30, num_test=5, num_test_hard=0)))
+    task = build_task(CountdownTaskConfig(question_style="short", num_train=30, num_test=5, num_test_hard=0))
     stage = typed_stage("sft", {"kind": "sft", "data": "traces", "trace_tools": tools, **cfg})
     return SimpleNamespace(cfg=stage, stage=SimpleNamespace(name="sft"), task=task,
                            run=SimpleNamespace(model=SimpleNamespace(template="r1_zero_short")))

@@ -101,7 +101,7 @@ def test_the_key_holds_what_the_result_depends_on_and_nothing_else(tmp_path):
         keys_of(arm(1e-5, {"data": str(data), "lr": 3e-4})),  # a cold-start field
         keys_of(arm(1e-5, {"data": str(data)}), seed=1),
         keys_of(arm(1e-5, {"data": str(data)}), model={"template": "r1_zero"}),
-        keys_of(arm(1e-5, {"data": str(data)}), task={"countdown": {"num_train": 21}}),
+        keys_of(arm(1e-5, {"data": str(data)}), task={"num_train": 21}),
         keys_of(arm(1e-5, {"data": str(data)}), eval={"every": 2}),  # in-training evaluation writes metrics
     ):
         assert changed["cold"] != base["cold"] and changed["grpo"] != base["grpo"]  # chained

@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from r1lab.config.schema import ArithTaskConfig, TaskConfig
-from r1lab.tasks.arith import make_splits
+from r1lab.tasks.arith import ArithTaskConfig, make_splits
 from r1lab.tasks import build_task
 from r1lab.rewards.math import math_reward
 
@@ -22,12 +21,12 @@ def test_splits_are_disjoint_and_answers_are_right():
 
 
 def test_too_many_test_problems_names_the_field():
-    with pytest.raises(ValueError, match="task.arith.num_test"):
+    with pytest.raises(ValueError, match="task.num_test"):
         make_splits(num_train=1, num_test=36, operand_max=3, second_max=4)
 
 
 def test_task_reads_the_last_number_when_there_is_no_box():
-    task = build_task(TaskConfig(name="arith", lenient_answer=True, arith=ArithTaskConfig(num_test=20)))
+    task = build_task(ArithTaskConfig(lenient_answer=True, num_test=20))
     assert task.correctness_reward == "math_lenient" and task.answer_opener == "\\boxed{"
     completions = [
         "5 * 6 = 30, so the answer is 30.",  # prose: the last number
@@ -43,4 +42,4 @@ def test_task_reads_the_last_number_when_there_is_no_box():
 
 def test_answer_tag_and_lenient_are_exclusive():
     with pytest.raises(ValueError, match="task.answer_tag and task.lenient_answer"):
-        build_task(TaskConfig(name="arith", lenient_answer=True, answer_tag=True))
+        build_task(ArithTaskConfig(lenient_answer=True, answer_tag=True))

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import pytest
 
-from r1lab.config.schema import ArithTaskConfig, CountdownTaskConfig, TaskConfig
+from r1lab.config.schema import TaskConfig
+from r1lab.tasks.arith import ArithTaskConfig
+from r1lab.tasks.countdown import CountdownTaskConfig
+from r1lab.tasks.math import MathTaskConfig
 from r1lab.data.files import SAMPLES_DIR
 from r1lab.rewards import get_reward
-from r1lab.tasks import TASKS, TaskAnalysis, build_task
+from r1lab.tasks import TASKS, TaskAnalysis, build_task, register_task, task_schemas
+from r1lab.tasks.base import check_no_old_task_overrides, typed_task
 from r1lab.tasks.countdown import CountdownAnalysis
 from r1lab.tasks.math import MathAnalysis
 
 GSM8K = str(SAMPLES_DIR / "gsm8k_sample.jsonl")
 CONFIGS = {
-    "countdown": TaskConfig(name="countdown", countdown=CountdownTaskConfig(num_train=10, num_test=5, num_test_hard=2)),
-    "math": TaskConfig(name="math", train_file=GSM8K, test_file=GSM8K),
-    "arith": TaskConfig(name="arith", arith=ArithTaskConfig(num_train=10, num_test=5)),
+    "countdown": CountdownTaskConfig(num_train=10, num_test=5, num_test_hard=2),
+    "math": MathTaskConfig(train_file=GSM8K, test_file=GSM8K),
+    "arith": ArithTaskConfig(num_train=10, num_test=5, lenient_answer=False),
 }
 
 
@@ -35,7 +39,7 @@ def test_every_registered_task_carries_what_evaluation_needs():
 @pytest.mark.parametrize("answer_tag, lenient, reward", [(False, False, "math"), (True, False, "math_answer_tag"),
                                                          (False, True, "math_lenient")])
 def test_math_analysis_reads_answers_as_the_tasks_reward(answer_tag, lenient, reward):
-    task = build_task(TaskConfig(name="math", train_file=GSM8K, test_file=GSM8K, answer_tag=answer_tag, lenient_answer=lenient))
+    task = build_task(MathTaskConfig(train_file=GSM8K, test_file=GSM8K, answer_tag=answer_tag, lenient_answer=lenient))
     assert task.correctness_reward == reward
     responses = ["so \\boxed{72}", "<answer>72</answer>", "it is 72.", "<think>\\boxed{72} <answer>72</answer>"]
     keys = task.analysis.answer_keys(responses, {"answer": ["72"] * 4})
@@ -145,3 +149,32 @@ def test_an_unknown_task_lists_the_valid_ones():
         build_task(TaskConfig(name="nope"))
     with pytest.raises(KeyError, match=r"unknown task 'nope'; valid names: arith, countdown, math"):
         TASKS.get("nope")
+
+
+def test_a_tasks_settings_are_typed_by_its_schema():
+    """A config is retyped by its name's schema (a bare TaskConfig gets the task's defaults); a
+    setting the task has not fails naming the valid keys and how to choose the task."""
+    assert task_schemas() == {"arith": ArithTaskConfig, "countdown": CountdownTaskConfig, "math": MathTaskConfig}
+    typed = typed_task(TaskConfig(name="arith"))
+    assert isinstance(typed, ArithTaskConfig) and (typed.num_test, typed.lenient_answer) == (200, True)
+    mine = CountdownTaskConfig(num_test=3)
+    assert typed_task(mine) is mine
+    with pytest.raises(ValueError, match=r"Key 'question_style' not in 'ArithTaskConfig'.*valid keys: name, .*operand_max.*"
+                                         r"Choose a task with task=arith"):
+        typed_task({"name": "arith", "question_style": "short"})
+    with pytest.raises(ValueError, match=r"^task=math needs task.train_file and task.test_file"):
+        build_task(MathTaskConfig(train_file=GSM8K))
+    with pytest.raises(ValueError, match=r"^task.question_style='long'; valid: short, full$"):
+        build_task(CountdownTaskConfig(question_style="long"))
+
+
+def test_a_schema_must_extend_task_config():
+    with pytest.raises(ValueError, match=r"task 'bad': schema 'dict' is not a dataclass subclass of r1lab.config.schema.TaskConfig"):
+        register_task("bad", dict)
+    assert "bad" not in TASKS
+
+
+def test_old_task_overrides_name_their_flat_spelling():
+    check_no_old_task_overrides(["task.num_train=64", "task=arith", "stages.grpo.lr=1e-6", "task.columns.numbers=nums"])
+    with pytest.raises(ValueError, match=r"^task.arith.num_test: .* write task.num_test \(with task=arith\)$"):
+        check_no_old_task_overrides(["seed=1", "+task.arith.num_test=20"])

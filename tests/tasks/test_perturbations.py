@@ -5,7 +5,9 @@ import re
 import pytest
 from datasets import Dataset
 
-from r1lab.config.schema import TaskConfig
+from r1lab.tasks.arith import ArithTaskConfig
+from r1lab.tasks.countdown import CountdownTaskConfig
+from r1lab.tasks.math import MathTaskConfig
 from r1lab.data import SAMPLES_DIR
 from r1lab.rewards import get_reward
 from r1lab.tasks import build_task
@@ -14,20 +16,20 @@ from r1lab.tasks.perturb import before_last_sentence, distractor
 
 
 def countdown_task(style="short"):
-    cfg = TaskConfig(name="countdown", question_style=style)
-    cfg.countdown.num_train, cfg.countdown.num_test, cfg.countdown.num_test_hard = 20, 30, 0
+    cfg = CountdownTaskConfig(question_style=style)
+    cfg.num_train, cfg.num_test, cfg.num_test_hard = 20, 30, 0
     return build_task(cfg)
 
 
 def arith_task():
-    cfg = TaskConfig(name="arith")
-    cfg.arith.num_train, cfg.arith.num_test = 20, 40
+    cfg = ArithTaskConfig(lenient_answer=False)
+    cfg.num_train, cfg.num_test = 20, 40
     return build_task(cfg)
 
 
 def math_task():
     sample = str(SAMPLES_DIR / "gsm8k_sample.jsonl")
-    return build_task(TaskConfig(name="math", train_file=sample, test_file=sample))
+    return build_task(MathTaskConfig(train_file=sample, test_file=sample))
 
 
 def gold_rewards(task, rows: Dataset, completion) -> list[float]:

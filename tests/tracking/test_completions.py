@@ -5,7 +5,8 @@ import json
 import pytest
 import torch
 
-from r1lab.config.schema import TaskConfig, TinyModelConfig, TrackingConfig, WandbConfig
+from r1lab.config.schema import TinyModelConfig, TrackingConfig, WandbConfig
+from r1lab.tasks.countdown import CountdownTaskConfig
 from r1lab.tasks import build_task
 from r1lab.models.tiny import build_tiny_model, char_tokenizer
 from r1lab.rollout.engine import as_engine
@@ -24,7 +25,7 @@ def test_completion_rows_decode_the_rollout_tokens():
     tokenizer = char_tokenizer()
     model = build_tiny_model(TinyModelConfig(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=2, intermediate_size=64),
                              len(tokenizer), tokenizer).eval()
-    task = build_task(TaskConfig(name="countdown", question_style="short"))
+    task = build_task(CountdownTaskConfig(question_style="short"))
     rows = list(task.split("train").select(range(2)))
     rollout = sample_groups(as_engine(model, tokenizer), tokenizer, task, "r1_zero_short", rows, 2, SamplingParams(12, 1.0, 1.0),
                             {"countdown": 1.0, "format": 0.0}, seed=0)
