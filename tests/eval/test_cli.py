@@ -4,6 +4,7 @@ import os
 import shutil
 import subprocess
 import sys
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from r1lab.eval.config import EvalAppConfig
 from r1lab.tasks.arith import ArithTaskConfig
 from r1lab.tasks.countdown import CountdownTaskConfig
 from r1lab.tasks.math import MathTaskConfig
-from tests.helpers import THREADS
+from tests.helpers import THREADS, run_cli
 
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "OMP_NUM_THREADS": str(THREADS), "TOKENIZERS_PARALLELISM": "false"}
@@ -24,9 +25,11 @@ EVAL_KEYS = ("num_problems", "greedy_accuracy", "sampled_accuracy", "pass_at_k",
              "avg_at_k", "maj_at_k", "ci95", "by_difficulty", "answer_distance", "behaviours")
 
 
-def script(name, *args, cwd=None):
-    exe = shutil.which(name, path=str(BIN)) or name
-    return subprocess.run([exe, *args], capture_output=True, text=True, env=ENV, cwd=cwd, timeout=300)
+def script(name, *args, cwd=None, timeout=300):
+    """The console script ``name`` run to its end: its entry point, forked from the warm CLI
+    (`tests.helpers.run_cli`); `test_report_and_compare_console_scripts` also runs an installed file."""
+    [entry] = entry_points(group="console_scripts", name=name)
+    return run_cli(*args, cwd=cwd, env=ENV, entry=entry.value, timeout=timeout)
 
 
 def save_tiny(path):
@@ -148,7 +151,9 @@ def test_report_and_compare_console_scripts(fake_run, fake_sweep):
     r = script("r1lab-compare", f"sweep_dir={fake_sweep}")
     assert r.returncode == 0, r.stderr[-3000:]
     assert (fake_sweep / "compare.md").exists() and "| 0 | seq_mean_token_mean | 0.0 |" in r.stdout
-    r = script("r1lab-compare", f"sweep_dir={fake_sweep}/missing")
+    # the installed file itself, in a new interpreter (the others fork its entry point)
+    exe = shutil.which("r1lab-compare", path=str(BIN))
+    r = subprocess.run([exe, f"sweep_dir={fake_sweep}/missing"], capture_output=True, text=True, env=ENV, timeout=300)
     assert r.returncode == 2 and "does not exist" in r.stderr and not (fake_sweep / "missing").exists()
 
 

