@@ -32,7 +32,6 @@ import traceback
 import r1lab.cli
 import r1lab.eval.cli  # noqa: F401
 import r1lab.pipeline  # noqa: F401  (the slow import, done once)
-import wandb.sdk.launch.inputs.internal  # noqa: F401  (wandb.init imports it at each run's first stage: ~3 s)
 
 
 def _run(request: dict) -> int:
